@@ -1,0 +1,13 @@
+//! The rules both sides enforce, written once: skill names, paths inside
+//! workspace roots, and relay URLs.
+
+mod paths;
+mod relay_url;
+mod skill_name;
+
+pub use paths::{
+    ConfineError, PathError, confine, is_inside, is_inside_roots, join_path, normalize_path,
+    resolve_symlinks,
+};
+pub use relay_url::{RelayUrlError, namespace_url, normalize_relay_url};
+pub use skill_name::{SkillNameError, validate_skill_name};
