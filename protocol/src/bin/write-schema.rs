@@ -13,7 +13,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schema"));
     match write(&dir) {
         Ok(count) => {
-            println!("wrote {count} schemas to {}", dir.display());
+            println!(
+                "wrote {count} schemas to {}",
+                dir.canonicalize().unwrap_or(dir.clone()).display()
+            );
             ExitCode::SUCCESS
         }
         Err(err) => {
