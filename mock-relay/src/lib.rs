@@ -706,13 +706,19 @@ impl RelayHandle {
         let Some(task) = task else {
             return Err(RelayError::AlreadyJoined);
         };
-        match task.await {
-            Ok(result) => result,
-            Err(err) if err.is_panic() => Err(RelayError::ServerPanicked(panic_text(
-                err.into_panic(),
-            ))),
-            Err(_) => Err(RelayError::ShutDown),
-        }
+        join_task(task).await
+    }
+}
+
+/// How a server task ended, with a panic turned into
+/// [`RelayError::ServerPanicked`].
+async fn join_task(task: JoinHandle<Result<(), RelayError>>) -> Result<(), RelayError> {
+    match task.await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => Err(RelayError::ServerPanicked(panic_text(
+            err.into_panic(),
+        ))),
+        Err(_) => Err(RelayError::ShutDown),
     }
 }
 
@@ -816,5 +822,51 @@ async fn supervise(
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn join_turns_a_panic_of_the_server_task_into_an_error() {
+        let task = tokio::spawn(async { panic!("listener exploded") });
+        assert_eq!(
+            join_task(task).await,
+            Err(RelayError::ServerPanicked("listener exploded".into()))
+        );
+        let task = tokio::spawn(async { std::panic::panic_any(format!("code {}", 7)) });
+        assert_eq!(
+            join_task(task).await,
+            Err(RelayError::ServerPanicked("code 7".into()))
+        );
+        let task = tokio::spawn(async { Err(RelayError::ShutDown) });
+        assert_eq!(join_task(task).await, Err(RelayError::ShutDown));
+    }
+
+    #[test]
+    fn a_non_loopback_host_needs_a_control_token() {
+        let public = MockRelay::builder().host(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert!(matches!(public.validate(), Err(RelayError::Config(_))));
+        assert!(public.control_token("t").validate().is_ok());
+        assert!(MockRelay::builder().validate().is_ok());
+        assert!(matches!(
+            MockRelay::builder().api_key("").validate(),
+            Err(RelayError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn faults_count_down() {
+        let faults = Faults::default();
+        assert_eq!(faults.take_refusal(), None);
+        *faults.refuse.lock().unwrap() = (2, None);
+        assert_eq!(faults.take_refusal().as_deref(), Some(DEFAULT_REFUSAL));
+        assert!(faults.take_refusal().is_some());
+        assert_eq!(faults.take_refusal(), None);
+        faults.drop.store(1, Ordering::SeqCst);
+        assert!(faults.take_drop());
+        assert!(!faults.take_drop());
     }
 }
