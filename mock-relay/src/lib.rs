@@ -710,6 +710,39 @@ impl RelayHandle {
     }
 }
 
+/// Runs a relay until `shutdown` resolves (the binary passes Ctrl-C), then
+/// closes it. `ready` is called with the handle once it listens. Returns
+/// early with the server task's error if the server stops by itself.
+pub async fn run(
+    builder: RelayBuilder,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(&RelayHandle),
+) -> Result<(), RelayError> {
+    let relay = builder.start().await?;
+    ready(&relay);
+    let task = relay.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(mut task) = task else {
+        return Err(RelayError::AlreadyJoined);
+    };
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutdown requested");
+            let _ = relay.shared.commands.send(Command::Shutdown);
+            join_task(task).await
+        }
+        ended = &mut task => {
+            tracing::error!("the server stopped by itself");
+            match ended {
+                Ok(result) => result,
+                Err(err) if err.is_panic() => {
+                    Err(RelayError::ServerPanicked(panic_text(err.into_panic())))
+                }
+                Err(_) => Err(RelayError::ShutDown),
+            }
+        }
+    }
+}
+
 /// How a server task ended, with a panic turned into
 /// [`RelayError::ServerPanicked`].
 async fn join_task(task: JoinHandle<Result<(), RelayError>>) -> Result<(), RelayError> {
