@@ -184,6 +184,11 @@ impl SessionManager {
     /// emits `session_ready`, or emits `session_error` saying why not. Later
     /// events of the session (`runner_session_event`, `session_ready` after
     /// a restart, `session_exited`) follow from its supervisor task.
+    ///
+    /// A relative `cwd` is taken relative to the default working directory;
+    /// an empty one counts as absent. The worker runs in the resolved
+    /// directory (symlinks followed), and `PIZZAPI_WORKER_CWD` names that
+    /// resolved directory when the request gave a `cwd`.
     pub async fn new_session(&self, req: NewSession) {
         let session_id = req.session_id.clone();
         if let Err(err) = self.start(req).await {
@@ -1043,6 +1048,24 @@ mod tests {
         assert_eq!(h.next().await, error("s1", "Session already running: s1"));
         assert_eq!(h.manager.list().sessions, vec!["s1".to_owned()]);
         assert_eq!(h.shutdown().await, vec![killed("s1")]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_spawns_of_one_id_start_one_worker() {
+        let mut h = harness(sh("exec sleep 1000"), Duration::from_secs(5));
+        let (first, second) = (h.manager.clone(), h.manager.clone());
+        tokio::join!(
+            first.new_session(new_session("dup", None)),
+            second.new_session(new_session("dup", None)),
+        );
+        let mut events = vec![h.next().await, h.next().await];
+        events.sort_by_key(|e| e.name());
+        assert_eq!(
+            events,
+            vec![error("dup", "Session already running: dup"), ready("dup")]
+        );
+        assert_eq!(h.manager.heartbeat_sessions().len(), 1);
+        assert_eq!(h.shutdown().await, vec![killed("dup")]);
     }
 
     #[tokio::test]
