@@ -56,9 +56,7 @@ pub struct AppState {
 /// the REST control API.
 pub fn app(state: AppState) -> Router {
     let layer = state.relay.shared.layer.clone();
-    Router::new()
-        .nest("/api", api_routes(state))
-        .layer(layer)
+    Router::new().nest("/api", api_routes(state)).layer(layer)
 }
 
 fn api_routes(state: AppState) -> Router {
@@ -142,9 +140,9 @@ impl From<RelayError> for ApiError {
             RelayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             RelayError::NoReply(_) | RelayError::Config(_) => StatusCode::BAD_REQUEST,
             RelayError::ShutDown => StatusCode::SERVICE_UNAVAILABLE,
-            RelayError::Bind { .. }
-            | RelayError::ServerPanicked(_)
-            | RelayError::AlreadyJoined => StatusCode::INTERNAL_SERVER_ERROR,
+            RelayError::Bind { .. } | RelayError::ServerPanicked(_) | RelayError::AlreadyJoined => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, err.to_string())
     }
@@ -305,7 +303,10 @@ async fn command(state: &AppState, id: &str, event: ServerEvent, timeout: Durati
     let reply = state.relay.request(id, event, timeout).await?;
     match &reply {
         RunnerEvent::SkillResult(r) if !r.ok => {
-            let message = r.message.clone().unwrap_or_else(|| "skill command failed".into());
+            let message = r
+                .message
+                .clone()
+                .unwrap_or_else(|| "skill command failed".into());
             let status = if message == SKILL_NOT_FOUND {
                 StatusCode::NOT_FOUND
             } else {
@@ -483,11 +484,7 @@ struct GitDiffBody {
     staged: Option<bool>,
 }
 
-async fn git_diff(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn git_diff(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let body: GitDiffBody = parse(&body)?;
     let t = state.relay.timeouts().files;
     let event = GitDiff {
@@ -540,9 +537,8 @@ async fn transcript(
         .transcript_since(query.since.unwrap_or(0), query.runner_id.as_deref());
     let mut body = String::new();
     for record in records {
-        let line = serde_json::to_string(&record).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        })?;
+        let line = serde_json::to_string(&record)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         body.push_str(&line);
         body.push('\n');
     }
@@ -635,10 +631,7 @@ mod tests {
         assert_eq!(default_cwd("/w/a", None, true).unwrap(), "/w/a");
         assert_eq!(default_cwd("/w/a.txt", None, false).unwrap(), "/w");
         assert_eq!(default_cwd("/a.txt", None, false).unwrap(), "/");
-        assert_eq!(
-            default_cwd("rel", Some("/w".into()), false).unwrap(),
-            "/w"
-        );
+        assert_eq!(default_cwd("rel", Some("/w".into()), false).unwrap(), "/w");
         assert_eq!(
             default_cwd("rel", None, false).unwrap_err().status,
             StatusCode::BAD_REQUEST

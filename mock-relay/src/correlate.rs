@@ -55,7 +55,9 @@ impl Matcher {
 /// none was given, and says which reply answers it.
 pub(crate) fn prepare(event: ServerEvent) -> Result<(ServerEvent, Matcher), RelayError> {
     fn fresh(slot: &mut Option<String>) -> Matcher {
-        let id = slot.get_or_insert_with(|| Uuid::new_v4().to_string()).clone();
+        let id = slot
+            .get_or_insert_with(|| Uuid::new_v4().to_string())
+            .clone();
         Matcher::RequestId(id)
     }
     let mut event = event;
@@ -165,9 +167,8 @@ impl Pending {
             .collect();
         for id in ids {
             if let Some(w) = self.waiters.remove(&id) {
-                let _ = w
-                    .tx
-                    .send(Err(RelayError::RunnerDisconnected(runner_id.to_owned())));
+                let _ =
+                    w.tx.send(Err(RelayError::RunnerDisconnected(runner_id.to_owned())));
             }
         }
     }

@@ -256,7 +256,8 @@ impl RelayBuilder {
         let (layer, io) = SocketIo::builder()
             .transports([TransportType::Websocket])
             .build_layer();
-        let (recorder, sink_rx) = Recorder::new(self.transcript_cap, self.transcript_file.is_some());
+        let (recorder, sink_rx) =
+            Recorder::new(self.transcript_cap, self.transcript_file.is_some());
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config: Config {
@@ -319,7 +320,12 @@ impl Faults {
             return None;
         }
         refuse.0 -= 1;
-        Some(refuse.1.clone().unwrap_or_else(|| DEFAULT_REFUSAL.to_owned()))
+        Some(
+            refuse
+                .1
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REFUSAL.to_owned()),
+        )
     }
 
     pub(crate) fn take_drop(&self) -> bool {
@@ -457,12 +463,15 @@ impl Shared {
     }
 }
 
+/// The supervisor task: it owns the listener and ends on shutdown.
+type ServerTask = JoinHandle<Result<(), RelayError>>;
+
 /// A running relay. Cheap to clone; every clone drives the same relay.
 #[derive(Clone)]
 pub struct RelayHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    task: Arc<Mutex<Option<JoinHandle<Result<(), RelayError>>>>>,
+    task: Arc<Mutex<Option<ServerTask>>>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -622,8 +631,12 @@ impl RelayHandle {
             json!({ "error": error }),
         );
         if let Some(message) = error {
-            self.shared
-                .emit_now(sid, Some(runner_id), names::ERROR, &json!({ "message": message }))?;
+            self.shared.emit_now(
+                sid,
+                Some(runner_id),
+                names::ERROR,
+                &json!({ "message": message }),
+            )?;
         }
         self.shared.close_socket(sid, false);
         Ok(())
@@ -745,12 +758,10 @@ pub async fn run(
 
 /// How a server task ended, with a panic turned into
 /// [`RelayError::ServerPanicked`].
-async fn join_task(task: JoinHandle<Result<(), RelayError>>) -> Result<(), RelayError> {
+async fn join_task(task: ServerTask) -> Result<(), RelayError> {
     match task.await {
         Ok(result) => result,
-        Err(err) if err.is_panic() => Err(RelayError::ServerPanicked(panic_text(
-            err.into_panic(),
-        ))),
+        Err(err) if err.is_panic() => Err(RelayError::ServerPanicked(panic_text(err.into_panic()))),
         Err(_) => Err(RelayError::ShutDown),
     }
 }

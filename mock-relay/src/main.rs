@@ -38,7 +38,12 @@ struct Cli {
 
     /// An API key runners may connect with. Repeat the flag for several
     /// keys. [default: dev-key]
-    #[arg(long = "api-key", value_name = "KEY", env = "PIZZAPI_MOCK_RELAY_API_KEYS", value_delimiter = ',')]
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "PIZZAPI_MOCK_RELAY_API_KEYS",
+        value_delimiter = ','
+    )]
     api_keys: Vec<String>,
 
     /// Also write every recorded event to FILE, one JSON object per line.
@@ -53,12 +58,22 @@ struct Cli {
 
     /// Bearer token the REST control API requires (`Authorization: Bearer
     /// TOKEN`). Required with a non-loopback --host. [default: none]
-    #[arg(long, value_name = "TOKEN", env = "PIZZAPI_MOCK_RELAY_CONTROL_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PIZZAPI_MOCK_RELAY_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
     control_token: Option<String>,
 
     /// What to log: error, warn, info (one line per event), debug, trace, or
     /// a tracing filter such as `mock_relay=debug,socketioxide=info`.
-    #[arg(long, value_name = "LEVEL", default_value = "info", env = "PIZZAPI_MOCK_RELAY_LOG")]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "PIZZAPI_MOCK_RELAY_LOG"
+    )]
     log_level: String,
 }
 
@@ -97,7 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
     let builder = cli.builder();
     if let Err(err) = builder.validate() {
         eprintln!("mock-relay: {err}");

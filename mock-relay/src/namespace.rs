@@ -283,7 +283,9 @@ impl Shared {
                     RunnerEvent::SessionExited(p) => info.remove_session(&p.session_id),
                     RunnerEvent::SessionsList(p) => info.set_sessions(p.sessions.clone()),
                     RunnerEvent::RunnerHeartbeat(p) => {
-                        info.set_sessions(p.sessions.iter().map(|s| s.session_id.clone()).collect());
+                        info.set_sessions(
+                            p.sessions.iter().map(|s| s.session_id.clone()).collect(),
+                        );
                         info.last_heartbeat = Some(p.clone());
                     }
                     RunnerEvent::SkillsList(p) => info.skills = p.skills.clone(),
@@ -327,9 +329,9 @@ impl Shared {
         let runner_id = register.runner_id.clone().unwrap_or(meta.runner_id);
         let secret = register.runner_secret.clone().unwrap_or(meta.secret);
         let (now_us, now_ms) = (self.recorder.now_us(), unix_ms());
-        let outcome =
-            self.lock_registry()
-                .register(sid, &runner_id, &secret, &register, now_us, now_ms);
+        let outcome = self
+            .lock_registry()
+            .register(sid, &runner_id, &secret, &register, now_us, now_ms);
         match outcome {
             Registration::SecretMismatch => {
                 tracing::warn!(%runner_id, "registration refused: secret mismatch");
@@ -379,8 +381,7 @@ impl Shared {
             move || {
                 if shared.faults.take_drop() {
                     shared.record_dropped(sid, runner_id.as_deref(), event, &payload);
-                } else if let Err(err) =
-                    shared.emit_now(sid, runner_id.as_deref(), event, &payload)
+                } else if let Err(err) = shared.emit_now(sid, runner_id.as_deref(), event, &payload)
                 {
                     tracing::warn!(%err, "reply not sent");
                 }

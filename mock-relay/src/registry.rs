@@ -152,7 +152,9 @@ impl Registry {
                 .map(|p| p.info.sessions.clone())
                 .unwrap_or_default(),
             session_count: 0,
-            last_heartbeat: previous.as_ref().and_then(|p| p.info.last_heartbeat.clone()),
+            last_heartbeat: previous
+                .as_ref()
+                .and_then(|p| p.info.last_heartbeat.clone()),
             last_usage: previous.as_ref().and_then(|p| p.info.last_usage.clone()),
         };
         let mut entry = Entry {

@@ -56,8 +56,18 @@ async fn the_printed_line_starts_a_runner_that_registers_and_ctrl_c_stops_cleanl
     let env_line = line_with(&mut lines, "PIZZAPI_RELAY_URL=").await;
     // `  PIZZAPI_RELAY_URL=http://127.0.0.1:PORT PIZZAPI_API_KEY=dev-key cargo run -p pizzapi-runner`
     let mut words = env_line.split_whitespace();
-    let url = words.next().unwrap().strip_prefix("PIZZAPI_RELAY_URL=").unwrap().to_owned();
-    let key = words.next().unwrap().strip_prefix("PIZZAPI_API_KEY=").unwrap().to_owned();
+    let url = words
+        .next()
+        .unwrap()
+        .strip_prefix("PIZZAPI_RELAY_URL=")
+        .unwrap()
+        .to_owned();
+    let key = words
+        .next()
+        .unwrap()
+        .strip_prefix("PIZZAPI_API_KEY=")
+        .unwrap()
+        .to_owned();
     assert_eq!(key, "dev-key");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
@@ -74,7 +84,9 @@ async fn the_printed_line_starts_a_runner_that_registers_and_ctrl_c_stops_cleanl
     let logged = line_with(&mut lines, "runner_registered").await;
     assert!(logged.contains("r1"), "{logged}");
 
-    let resp = reqwest::get(format!("{url}/api/runners")).await.expect("GET /api/runners");
+    let resp = reqwest::get(format!("{url}/api/runners"))
+        .await
+        .expect("GET /api/runners");
     let runners: serde_json::Value = resp.json().await.expect("JSON");
     assert_eq!(runners[0]["runnerId"], "r1");
 
@@ -91,7 +103,10 @@ async fn the_printed_line_starts_a_runner_that_registers_and_ctrl_c_stops_cleanl
     assert!(status.success(), "{status}");
     runner.of_type("disconnect").await;
     let text = std::fs::read_to_string(&file).expect("the transcript file");
-    assert!(text.lines().any(|l| l.contains("\"register_runner\"")), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("\"register_runner\"")),
+        "{text}"
+    );
     runner.stop().await;
 }
 
@@ -114,7 +129,14 @@ async fn bad_configurations_exit_64() {
 async fn help_explains_itself() {
     let (code, out, _) = exit_code(&["--help"]).await;
     assert_eq!(code, 0);
-    for needle in ["--api-key", "--port", "--transcript", "--control-token", "dev-key", "PIZZAPI_RELAY_URL"] {
+    for needle in [
+        "--api-key",
+        "--port",
+        "--transcript",
+        "--control-token",
+        "dev-key",
+        "PIZZAPI_RELAY_URL",
+    ] {
         assert!(out.contains(needle), "--help lacks {needle}:\n{out}");
     }
 }

@@ -23,8 +23,22 @@ async fn a_kick_closes_the_transport_and_the_runner_reconnects() {
         gone["reason"] == "transport close" || gone["reason"] == "transport error",
         "{gone}"
     );
-    record_of(&relay, mark, RecordDirection::Connection, "r1", "fault_kick").await;
-    record_of(&relay, mark, RecordDirection::Connection, "r1", "disconnect").await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "r1",
+        "fault_kick",
+    )
+    .await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "r1",
+        "disconnect",
+    )
+    .await;
     runner.of_type("connect").await;
     runner.event("runner_registered").await;
     let again = relay.runner("r1").unwrap();
@@ -42,7 +56,9 @@ async fn a_kick_with_an_error_delivers_the_error_first() {
         .await
         .expect("kick");
     let error = runner
-        .wait_for("the error event", |l| l["type"] == "event" && l["event"] == "error")
+        .wait_for("the error event", |l| {
+            l["type"] == "event" && l["event"] == "error"
+        })
         .await;
     assert_eq!(error["args"], json!([{ "message": "go away" }]));
     // The disconnect comes after the error.
@@ -60,7 +76,10 @@ async fn refused_handshakes_are_counted_down() {
     relay.refuse_handshakes(1, Some("come back later".into()));
     let mark = relay.mark();
     let mut refused = JsRunner::registered(&relay.url(), "r1", "s", json!({})).await;
-    assert_eq!(refused.of_type("connect_error").await["message"], "come back later");
+    assert_eq!(
+        refused.of_type("connect_error").await["message"],
+        "come back later"
+    );
     let rec = record(&relay, mark, "handshake_refused").await;
     assert_eq!(rec.payload["message"], "come back later");
     refused.stop().await;
@@ -90,7 +109,11 @@ async fn outgoing_events_can_be_delayed() {
     relay.send("r1", Ping {}.into()).await.expect("ping");
     runner.event("ping").await;
     // A lower bound, not a speed goal: the event must not arrive early.
-    assert!(started.elapsed() >= DELAY, "arrived after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= DELAY,
+        "arrived after {:?}",
+        started.elapsed()
+    );
     let out = record_of(&relay, mark, RecordDirection::Out, "r1", "ping").await;
     let fault = record(&relay, mark, "fault_delay").await;
     assert!(out.at_us >= fault.at_us + DELAY.as_micros() as u64 - 1_000);
@@ -104,7 +127,10 @@ async fn outgoing_events_can_be_dropped() {
     let mut runner = registered_runner(&relay, "r1", json!({})).await;
     relay.drop_outgoing(1);
     let mark = relay.mark();
-    relay.send("r1", Ping {}.into()).await.expect("ping is swallowed");
+    relay
+        .send("r1", Ping {}.into())
+        .await
+        .expect("ping is swallowed");
     relay
         .send("r1", ListSessions {}.into())
         .await
@@ -206,5 +232,8 @@ async fn join_surfaces_a_clean_end() {
         .await
         .expect("waiting for join")
         .expect("join task");
-    assert!(matches!(result, Ok(()) | Err(RelayError::AlreadyJoined)), "{result:?}");
+    assert!(
+        matches!(result, Ok(()) | Err(RelayError::AlreadyJoined)),
+        "{result:?}"
+    );
 }

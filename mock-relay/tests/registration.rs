@@ -38,9 +38,18 @@ async fn a_wrong_api_key_is_refused_with_unauthorized() {
 async fn missing_fields_are_refused_naming_the_field() {
     let relay = relay().await;
     let cases = [
-        (json!({ "runnerId": "r1", "runnerSecret": "s" }), UNAUTHORIZED.to_owned()),
-        (json!({ "apiKey": KEY, "runnerSecret": "s" }), format!("{UNAUTHORIZED}: missing runnerId")),
-        (json!({ "apiKey": KEY, "runnerId": "r1" }), format!("{UNAUTHORIZED}: missing runnerSecret")),
+        (
+            json!({ "runnerId": "r1", "runnerSecret": "s" }),
+            UNAUTHORIZED.to_owned(),
+        ),
+        (
+            json!({ "apiKey": KEY, "runnerSecret": "s" }),
+            format!("{UNAUTHORIZED}: missing runnerId"),
+        ),
+        (
+            json!({ "apiKey": KEY, "runnerId": "r1" }),
+            format!("{UNAUTHORIZED}: missing runnerSecret"),
+        ),
         (
             json!({ "apiKey": KEY, "runnerId": 7, "runnerSecret": "s" }),
             format!("{UNAUTHORIZED}: runnerId must be a string, got a number"),
@@ -55,7 +64,10 @@ async fn missing_fields_are_refused_naming_the_field() {
     }
     // No auth object at all.
     let mut runner = JsRunner::start(&relay.url(), json!({ "reconnection": false })).await;
-    assert_eq!(runner.of_type("connect_error").await["message"], UNAUTHORIZED);
+    assert_eq!(
+        runner.of_type("connect_error").await["message"],
+        UNAUTHORIZED
+    );
     runner.stop().await;
 }
 
@@ -68,7 +80,10 @@ async fn a_good_registration_is_answered_and_recorded_in_order() {
     let args = runner.event("runner_registered").await;
     assert_eq!(args, vec![json!({ "runnerId": "r1" })]);
 
-    let info = relay.wait_for_runner(WAIT).await.expect("a runner registers");
+    let info = relay
+        .wait_for_runner(WAIT)
+        .await
+        .expect("a runner registers");
     assert_eq!(info.runner_id, "r1");
     assert_eq!(info.name.as_deref(), Some("runner r1"));
     assert_eq!(info.roots, ["/work/root"]);
@@ -93,9 +108,21 @@ async fn a_good_registration_is_answered_and_recorded_in_order() {
         ]
     );
     let transcript = relay.transcript_since(mark, None);
-    assert!(transcript.windows(2).all(|w| w[0].seq + 1 == w[1].seq && w[0].at_us <= w[1].at_us));
-    assert!(transcript.iter().all(|r| r.runner_id.as_deref() == Some("r1")));
-    assert!(transcript.iter().all(|r| r.socket_id.as_deref() == Some(info.socket_id.as_str())));
+    assert!(
+        transcript
+            .windows(2)
+            .all(|w| w[0].seq + 1 == w[1].seq && w[0].at_us <= w[1].at_us)
+    );
+    assert!(
+        transcript
+            .iter()
+            .all(|r| r.runner_id.as_deref() == Some("r1"))
+    );
+    assert!(
+        transcript
+            .iter()
+            .all(|r| r.socket_id.as_deref() == Some(info.socket_id.as_str()))
+    );
     runner.stop().await;
 }
 
@@ -115,7 +142,14 @@ async fn a_secret_mismatch_is_refused_and_the_client_sees_the_disconnect() {
     assert_eq!(args, vec![json!({ "message": secret_mismatch("r1") })]);
     let disconnect = intruder.of_type("disconnect").await;
     assert_eq!(disconnect["reason"], "io server disconnect");
-    record_of(&relay, mark, RecordDirection::Connection, "r1", "disconnect").await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "r1",
+        "disconnect",
+    )
+    .await;
 
     // The binding and the first socket are untouched.
     let after = relay.runner("r1").expect("still registered");
@@ -154,7 +188,11 @@ async fn re_registration_with_the_same_secret_replaces_the_socket() {
     let mark = relay.mark();
     first.stop().await;
     relay
-        .expect(mark, |r| r.event == "disconnect" && r.socket_id.as_deref() == Some(old.as_str()), WAIT)
+        .expect(
+            mark,
+            |r| r.event == "disconnect" && r.socket_id.as_deref() == Some(old.as_str()),
+            WAIT,
+        )
         .await
         .expect("the old socket disconnects");
     assert!(relay.runner("r1").expect("registered").connected);
@@ -185,7 +223,10 @@ async fn requests_are_correlated_by_request_id_and_session_id() {
     };
     assert_eq!(list.skills.len(), 1);
     let sent = runner.event("list_skills").await;
-    assert_eq!(sent[0]["requestId"], list.request_id.clone().expect("echoed id").as_str());
+    assert_eq!(
+        sent[0]["requestId"],
+        list.request_id.clone().expect("echoed id").as_str()
+    );
     // The registry follows skills_list.
     assert_eq!(relay.runner("r1").unwrap().skills.len(), 1);
 
@@ -196,19 +237,42 @@ async fn requests_are_correlated_by_request_id_and_session_id() {
         model: None,
         skills: None,
     };
-    let reply = relay.request("r1", spawn.into(), WAIT).await.expect("spawn answered");
-    assert!(matches!(reply, RunnerEvent::SessionReady(ref p) if p.session_id == "sess-1"), "{reply:?}");
+    let reply = relay
+        .request("r1", spawn.into(), WAIT)
+        .await
+        .expect("spawn answered");
+    assert!(
+        matches!(reply, RunnerEvent::SessionReady(ref p) if p.session_id == "sess-1"),
+        "{reply:?}"
+    );
     assert_eq!(relay.runner("r1").unwrap().sessions, ["sess-1"]);
 
-    let kill = KillSession { session_id: "nope".into() };
-    let reply = relay.request("r1", kill.into(), WAIT).await.expect("kill answered");
-    assert!(matches!(reply, RunnerEvent::SessionError(ref p) if p.session_id == "nope"), "{reply:?}");
+    let kill = KillSession {
+        session_id: "nope".into(),
+    };
+    let reply = relay
+        .request("r1", kill.into(), WAIT)
+        .await
+        .expect("kill answered");
+    assert!(
+        matches!(reply, RunnerEvent::SessionError(ref p) if p.session_id == "nope"),
+        "{reply:?}"
+    );
 
-    let reply = relay.request("r1", Ping {}.into(), WAIT).await.expect("ping answered");
-    assert!(matches!(reply, RunnerEvent::Pong(ref p) if p.now == 5), "{reply:?}");
+    let reply = relay
+        .request("r1", Ping {}.into(), WAIT)
+        .await
+        .expect("ping answered");
+    assert!(
+        matches!(reply, RunnerEvent::Pong(ref p) if p.now == 5),
+        "{reply:?}"
+    );
 
     // No reply configured: the request times out.
-    let get = GetSkill { request_id: None, name: "a".into() };
+    let get = GetSkill {
+        request_id: None,
+        name: "a".into(),
+    };
     let err = relay
         .request("r1", get.into(), Duration::from_millis(300))
         .await
@@ -222,7 +286,10 @@ async fn requests_are_correlated_by_request_id_and_session_id() {
         .unwrap_err();
     assert_eq!(err, RelayError::NoReply("restart"));
     assert_eq!(
-        relay.request("ghost", Ping {}.into(), WAIT).await.unwrap_err(),
+        relay
+            .request("ghost", Ping {}.into(), WAIT)
+            .await
+            .unwrap_err(),
         RelayError::UnknownRunner("ghost".into())
     );
     runner.stop().await;
@@ -263,8 +330,12 @@ async fn malformed_events_from_a_runner_are_recorded_as_received() {
     let relay = relay().await;
     let mut runner = registered_runner(&relay, "r1", json!({})).await;
     let mark = relay.mark();
-    runner.emit("session_ready", json!({ "sessionId": 5 })).await;
-    runner.command(json!({ "op": "emit", "event": "pong", "args": [] })).await;
+    runner
+        .emit("session_ready", json!({ "sessionId": 5 }))
+        .await;
+    runner
+        .command(json!({ "op": "emit", "event": "pong", "args": [] }))
+        .await;
     runner.emit("made_up", json!("text")).await;
     let bad = record_of(&relay, mark, RecordDirection::In, "r1", "session_ready").await;
     assert_eq!(bad.payload, json!({ "sessionId": 5 }));
@@ -287,11 +358,18 @@ async fn nothing_is_lost_under_load_and_order_is_kept() {
     let mark = relay.mark();
     for i in 0..N {
         runner
-            .emit("runner_session_event", json!({ "sessionId": "s", "event": { "i": i } }))
+            .emit(
+                "runner_session_event",
+                json!({ "sessionId": "s", "event": { "i": i } }),
+            )
             .await;
     }
     relay
-        .expect(mark, |r| r.event == "runner_session_event" && r.payload["event"]["i"] == (N - 1), Duration::from_secs(60))
+        .expect(
+            mark,
+            |r| r.event == "runner_session_event" && r.payload["event"]["i"] == (N - 1),
+            Duration::from_secs(60),
+        )
         .await
         .expect("the last event arrives");
     let got: Vec<u64> = relay
@@ -315,7 +393,12 @@ async fn the_transcript_cap_bounds_memory_with_a_marker() {
         .expect("start");
     let mut runner = registered_runner(&relay, "r1", json!({})).await;
     for i in 0..30 {
-        runner.emit("runner_session_event", json!({ "sessionId": "s", "event": i })).await;
+        runner
+            .emit(
+                "runner_session_event",
+                json!({ "sessionId": "s", "event": i }),
+            )
+            .await;
     }
     relay
         .expect(0, |r| r.payload["event"] == 29, WAIT)
@@ -353,7 +436,16 @@ async fn the_transcript_file_gets_every_record_as_ndjson() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one record per line"))
         .collect();
-    assert!(records.len() as u64 >= last, "{} records for {last}", records.len());
-    assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
+    assert!(
+        records.len() as u64 >= last,
+        "{} records for {last}",
+        records.len()
+    );
+    assert!(
+        records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq == i as u64 + 1)
+    );
     assert!(records.iter().any(|r| r.event == "register_runner"));
 }

@@ -118,33 +118,90 @@ async fn spawn_answers_like_the_real_relay() {
     assert_eq!(sent[0]["prompt"], "hi");
     assert_eq!(sent[0]["model"], json!({ "provider": "p", "id": "m" }));
 
-    let (status, err) = call(&relay, "POST", "/api/runners/spawn", Some(json!({ "runnerId": "grumpy" }))).await;
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/runners/spawn",
+        Some(json!({ "runnerId": "grumpy" })),
+    )
+    .await;
     assert_eq!((status, err), (400, json!({ "error": "no workers today" })));
 
-    let (status, pending) = call(&relay, "POST", "/api/runners/spawn", Some(json!({ "runnerId": "silent" }))).await;
+    let (status, pending) = call(
+        &relay,
+        "POST",
+        "/api/runners/spawn",
+        Some(json!({ "runnerId": "silent" })),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(pending["pending"], true);
 
     let mark = relay.mark();
     let outside = json!({ "runnerId": "happy", "cwd": "/work/root/../etc" });
     let (status, err) = call(&relay, "POST", "/api/runners/spawn", Some(outside)).await;
-    assert_eq!((status, err), (400, json!({ "error": cwd_outside_roots("/work/root/../etc") })));
-    let (status, err) = call(&relay, "POST", "/api/runners/spawn", Some(json!({ "runnerId": "happy", "cwd": "rel" }))).await;
+    assert_eq!(
+        (status, err),
+        (
+            400,
+            json!({ "error": cwd_outside_roots("/work/root/../etc") })
+        )
+    );
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/runners/spawn",
+        Some(json!({ "runnerId": "happy", "cwd": "rel" })),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(err["error"].as_str().unwrap().contains("invalid cwd"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("invalid cwd"),
+        "{err}"
+    );
     // Refused before anything was sent.
-    assert!(!relay.transcript_since(mark, None).iter().any(|r| r.event == "new_session"));
+    assert!(
+        !relay
+            .transcript_since(mark, None)
+            .iter()
+            .any(|r| r.event == "new_session")
+    );
 
-    let (status, err) = call(&relay, "POST", "/api/runners/spawn", Some(json!({ "cwd": "/" }))).await;
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/runners/spawn",
+        Some(json!({ "cwd": "/" })),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(err["error"].as_str().unwrap().contains("runnerId"), "{err}");
-    let (status, _) = call(&relay, "POST", "/api/runners/spawn", Some(json!({ "runnerId": "ghost" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/runners/spawn",
+        Some(json!({ "runnerId": "ghost" })),
+    )
+    .await;
     assert_eq!(status, 404);
 
     let mark = relay.mark();
     grumpy.stop().await;
-    record_of(&relay, mark, RecordDirection::Connection, "grumpy", "disconnect").await;
-    let (status, err) = call(&relay, "POST", "/api/runners/spawn", Some(json!({ "runnerId": "grumpy" }))).await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "grumpy",
+        "disconnect",
+    )
+    .await;
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/runners/spawn",
+        Some(json!({ "runnerId": "grumpy" })),
+    )
+    .await;
     assert_eq!(status, 502, "{err}");
     happy.stop().await;
     silent.stop().await;
@@ -160,9 +217,15 @@ async fn kill_waits_for_the_runner() {
 
     let (status, ok) = call(&relay, "POST", "/api/runners/happy/sessions/s1/kill", None).await;
     assert_eq!(status, 200, "{ok}");
-    assert_eq!(ok, json!({ "ok": true, "runnerId": "happy", "sessionId": "s1" }));
+    assert_eq!(
+        ok,
+        json!({ "ok": true, "runnerId": "happy", "sessionId": "s1" })
+    );
     let (status, err) = call(&relay, "POST", "/api/runners/grumpy/sessions/s1/kill", None).await;
-    assert_eq!((status, err), (400, json!({ "error": "Session not found" })));
+    assert_eq!(
+        (status, err),
+        (400, json!({ "error": "Session not found" }))
+    );
     let (status, err) = call(&relay, "POST", "/api/runners/silent/sessions/s1/kill", None).await;
     assert_eq!(status, 504, "{err}");
     let (status, _) = call(&relay, "POST", "/api/runners/ghost/sessions/s1/kill", None).await;
@@ -176,10 +239,22 @@ async fn kill_waits_for_the_runner() {
 async fn restart_emits_restart() {
     let relay = short_relay().await;
     let mut runner = registered_runner(&relay, "r1", json!({})).await;
-    let (status, ok) = call(&relay, "POST", "/api/runners/restart", Some(json!({ "runnerId": "r1" }))).await;
+    let (status, ok) = call(
+        &relay,
+        "POST",
+        "/api/runners/restart",
+        Some(json!({ "runnerId": "r1" })),
+    )
+    .await;
     assert_eq!(status, 200, "{ok}");
     assert_eq!(runner.event("restart").await, vec![json!({})]);
-    let (status, _) = call(&relay, "POST", "/api/runners/restart", Some(json!({ "runnerId": "ghost" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/runners/restart",
+        Some(json!({ "runnerId": "ghost" })),
+    )
+    .await;
     assert_eq!(status, 404);
     let (status, _) = call(&relay, "POST", "/api/runners/restart", Some(json!({}))).await;
     assert_eq!(status, 400);
@@ -210,10 +285,22 @@ async fn skill_commands_map_replies_and_timeouts() {
     assert_eq!(got["content"], "# a");
     assert_eq!(got["name"], "a");
 
-    let (status, _) = call(&relay, "PUT", "/api/runners/happy/skills/a", Some(json!({ "content": "# b" }))).await;
+    let (status, _) = call(
+        &relay,
+        "PUT",
+        "/api/runners/happy/skills/a",
+        Some(json!({ "content": "# b" })),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(happy.event("update_skill").await[0]["content"], "# b");
-    let (status, _) = call(&relay, "PUT", "/api/runners/happy/skills/a", Some(json!({}))).await;
+    let (status, _) = call(
+        &relay,
+        "PUT",
+        "/api/runners/happy/skills/a",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(status, 400);
 
     let (status, err) = call(&relay, "DELETE", "/api/runners/happy/skills/zzz", None).await;
@@ -233,7 +320,13 @@ async fn file_git_and_usage_commands_fill_cwd_and_map_replies() {
     let mut happy = registered_runner(&relay, "happy", happy_replies()).await;
     let silent = registered_runner(&relay, "silent", json!({})).await;
 
-    let (status, listing) = call(&relay, "POST", "/api/runners/happy/files/list", Some(json!({ "path": "/work/root/src" }))).await;
+    let (status, listing) = call(
+        &relay,
+        "POST",
+        "/api/runners/happy/files/list",
+        Some(json!({ "path": "/work/root/src" })),
+    )
+    .await;
     assert_eq!(status, 200, "{listing}");
     assert_eq!(listing["files"][0]["name"], "x");
     let sent = happy.event("list_files").await;
@@ -253,26 +346,61 @@ async fn file_git_and_usage_commands_fill_cwd_and_map_replies() {
     let (status, _) = call(&relay, "POST", "/api/runners/happy/files/read", Some(body)).await;
     assert_eq!(status, 200);
     assert_eq!(happy.event("read_file").await[0]["cwd"], "/work/root/sub");
-    let (status, err) = call(&relay, "POST", "/api/runners/happy/files/read", Some(json!({ "path": "a.txt" }))).await;
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/runners/happy/files/read",
+        Some(json!({ "path": "a.txt" })),
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
-    let (status, err) = call(&relay, "POST", "/api/runners/happy/files/read", Some(json!({ "path": "/a", "encoding": "latin1" }))).await;
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/runners/happy/files/read",
+        Some(json!({ "path": "/a", "encoding": "latin1" })),
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
 
-    let (status, git) = call(&relay, "POST", "/api/runners/happy/git/status", Some(json!({ "cwd": "/work/root" }))).await;
+    let (status, git) = call(
+        &relay,
+        "POST",
+        "/api/runners/happy/git/status",
+        Some(json!({ "cwd": "/work/root" })),
+    )
+    .await;
     assert_eq!(status, 200, "{git}");
     assert_eq!(git["branch"], "main");
     let body = json!({ "cwd": "/work/root", "path": "../x", "staged": true });
     let (status, err) = call(&relay, "POST", "/api/runners/happy/git/diff", Some(body)).await;
-    assert_eq!((status, err), (400, json!({ "error": "Path outside allowed roots" })));
+    assert_eq!(
+        (status, err),
+        (400, json!({ "error": "Path outside allowed roots" }))
+    );
     let sent = happy.event("git_diff").await;
     assert_eq!(sent[0]["staged"], true);
 
     let (status, usage) = call(&relay, "POST", "/api/runners/happy/usage", None).await;
     assert_eq!(status, 200, "{usage}");
     assert_eq!(usage["data"]["fetchedAt"], 1);
-    assert_eq!(relay.runner("happy").unwrap().last_usage.unwrap().fetched_at, Some(1));
+    assert_eq!(
+        relay
+            .runner("happy")
+            .unwrap()
+            .last_usage
+            .unwrap()
+            .fetched_at,
+        Some(1)
+    );
 
-    let (status, _) = call(&relay, "POST", "/api/runners/silent/files/list", Some(json!({ "path": "/w" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/runners/silent/files/list",
+        Some(json!({ "path": "/w" })),
+    )
+    .await;
     assert_eq!(status, 504);
     let (status, _) = call(&relay, "POST", "/api/runners/silent/usage", None).await;
     assert_eq!(status, 504);
@@ -293,9 +421,21 @@ async fn emit_sends_anything_and_records_it() {
         let rec = record_of(&relay, mark, RecordDirection::Out, "r1", "new_session").await;
         assert_eq!(rec.payload, payload);
     }
-    let (status, _) = call(&relay, "POST", "/api/runners/r1/emit", Some(json!({ "payload": 1 }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/runners/r1/emit",
+        Some(json!({ "payload": 1 })),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _) = call(&relay, "POST", "/api/runners/ghost/emit", Some(json!({ "event": "x" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/runners/ghost/emit",
+        Some(json!({ "event": "x" })),
+    )
+    .await;
     assert_eq!(status, 404);
     runner.stop().await;
 }
@@ -308,16 +448,41 @@ async fn the_transcript_is_served_as_ndjson_and_can_be_cleared() {
 
     let (status, text) = call_text(&relay, "GET", "/api/transcript", None, None).await;
     assert_eq!(status, 200);
-    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("NDJSON")).collect();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
     assert_eq!(records.len(), relay.transcript().len());
-    assert!(records.windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
-    assert!(records.iter().any(|r| r["event"] == "register_runner" && r["runnerId"] == "two"));
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64())
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "register_runner" && r["runnerId"] == "two")
+    );
 
     let since = records[3]["seq"].as_u64().unwrap();
-    let (_, text) = call_text(&relay, "GET", &format!("/api/transcript?since={since}&runnerId=one"), None, None).await;
-    let filtered: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (_, text) = call_text(
+        &relay,
+        "GET",
+        &format!("/api/transcript?since={since}&runnerId=one"),
+        None,
+        None,
+    )
+    .await;
+    let filtered: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!filtered.is_empty());
-    assert!(filtered.iter().all(|r| r["runnerId"] == "one" && r["seq"].as_u64() >= Some(since)));
+    assert!(
+        filtered
+            .iter()
+            .all(|r| r["runnerId"] == "one" && r["seq"].as_u64() >= Some(since))
+    );
 
     let (status, err) = call(&relay, "GET", "/api/transcript?since=soon", None).await;
     assert_eq!(status, 400, "{err}");
@@ -338,42 +503,105 @@ async fn faults_over_rest_are_seen_by_the_client() {
     let body = json!({ "runnerId": "r1", "error": "bye" });
     let (status, _) = call(&relay, "POST", "/api/faults/kick", Some(body)).await;
     assert_eq!(status, 200);
-    assert_eq!(runner.event("error").await, vec![json!({ "message": "bye" })]);
+    assert_eq!(
+        runner.event("error").await,
+        vec![json!({ "message": "bye" })]
+    );
     runner.of_type("disconnect").await;
     runner.event("runner_registered").await;
-    let (status, _) = call(&relay, "POST", "/api/faults/kick", Some(json!({ "runnerId": "ghost" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/faults/kick",
+        Some(json!({ "runnerId": "ghost" })),
+    )
+    .await;
     assert_eq!(status, 404);
 
-    let (status, _) = call(&relay, "POST", "/api/faults/drop", Some(json!({ "count": 1 }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/faults/drop",
+        Some(json!({ "count": 1 })),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = call(&relay, "POST", "/api/runners/r1/emit", Some(json!({ "event": "dropped_one" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/runners/r1/emit",
+        Some(json!({ "event": "dropped_one" })),
+    )
+    .await;
     assert_eq!(status, 200);
-    call(&relay, "POST", "/api/runners/r1/emit", Some(json!({ "event": "kept_one" }))).await;
+    call(
+        &relay,
+        "POST",
+        "/api/runners/r1/emit",
+        Some(json!({ "event": "kept_one" })),
+    )
+    .await;
     runner.event("kept_one").await;
     runner.drain();
     assert!(!runner.seen().iter().any(|l| l["event"] == "dropped_one"));
 
-    let (status, _) = call(&relay, "POST", "/api/faults/delay", Some(json!({ "ms": 300 }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/faults/delay",
+        Some(json!({ "ms": 300 })),
+    )
+    .await;
     assert_eq!(status, 200);
     let started = std::time::Instant::now();
-    call(&relay, "POST", "/api/runners/r1/emit", Some(json!({ "event": "late" }))).await;
+    call(
+        &relay,
+        "POST",
+        "/api/runners/r1/emit",
+        Some(json!({ "event": "late" })),
+    )
+    .await;
     runner.event("late").await;
     assert!(started.elapsed() >= Duration::from_millis(300));
-    call(&relay, "POST", "/api/faults/delay", Some(json!({ "ms": 0 }))).await;
+    call(
+        &relay,
+        "POST",
+        "/api/faults/delay",
+        Some(json!({ "ms": 0 })),
+    )
+    .await;
 
     let mark = relay.mark();
-    let (status, ok) = call(&relay, "POST", "/api/faults/restart", Some(json!({ "downMs": 200 }))).await;
+    let (status, ok) = call(
+        &relay,
+        "POST",
+        "/api/faults/restart",
+        Some(json!({ "downMs": 200 })),
+    )
+    .await;
     assert_eq!(status, 202, "{ok}");
     runner.of_type("disconnect").await;
     record(&relay, mark, "relay_up").await;
     runner.event("runner_registered").await;
 
-    let (status, _) = call(&relay, "POST", "/api/faults/refuse", Some(json!({ "count": 1, "message": "not now" }))).await;
+    let (status, _) = call(
+        &relay,
+        "POST",
+        "/api/faults/refuse",
+        Some(json!({ "count": 1, "message": "not now" })),
+    )
+    .await;
     assert_eq!(status, 200);
     let mut refused = JsRunner::registered(&relay.url(), "r2", "s", json!({})).await;
     assert_eq!(refused.of_type("connect_error").await["message"], "not now");
     refused.stop().await;
-    let (status, err) = call(&relay, "POST", "/api/faults/refuse", Some(json!({ "count": -1 }))).await;
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/faults/refuse",
+        Some(json!({ "count": -1 })),
+    )
+    .await;
     assert_eq!(status, 400, "{err}");
     runner.stop().await;
 }

@@ -109,9 +109,13 @@ impl RustRunner {
 #[tokio::test]
 async fn a_rust_runner_registers() {
     let relay = relay().await;
-    let mut runner = RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
+    let mut runner =
+        RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
     runner.kind("open").await;
-    assert_eq!(runner.kind("runner_registered").await, json!({ "runnerId": "rust-1" }));
+    assert_eq!(
+        runner.kind("runner_registered").await,
+        json!({ "runnerId": "rust-1" })
+    );
     let info = relay.wait_for_runner(WAIT).await.expect("registered");
     assert_eq!(info.runner_id, "rust-1");
     assert_eq!(info.roots, ["/work/root"]);
@@ -138,21 +142,35 @@ async fn a_refusal_reaches_a_rust_client_only_as_an_error_event() {
 #[tokio::test]
 async fn a_rust_runner_answers_correlated_commands() {
     let relay = relay().await;
-    let mut runner = RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
+    let mut runner =
+        RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
     runner.kind("runner_registered").await;
 
     let request = {
         let relay = relay.clone();
-        tokio::spawn(async move { relay.request("rust-1", ListSkills::default().into(), WAIT).await })
+        tokio::spawn(async move {
+            relay
+                .request("rust-1", ListSkills::default().into(), WAIT)
+                .await
+        })
     };
     let asked = runner.kind("list_skills").await;
-    let request_id = asked["requestId"].as_str().expect("a requestId was filled").to_owned();
+    let request_id = asked["requestId"]
+        .as_str()
+        .expect("a requestId was filled")
+        .to_owned();
     runner
         .client
-        .emit("skills_list", json!({ "skills": [], "requestId": request_id }))
+        .emit(
+            "skills_list",
+            json!({ "skills": [], "requestId": request_id }),
+        )
         .await
         .expect("emit");
-    let reply = request.await.expect("join").expect("the reply is correlated");
+    let reply = request
+        .await
+        .expect("join")
+        .expect("the reply is correlated");
     assert_eq!(reply.request_id(), Some(request_id.as_str()));
     runner.stop().await;
 }
@@ -160,11 +178,19 @@ async fn a_rust_runner_answers_correlated_commands() {
 #[tokio::test]
 async fn a_kicked_rust_runner_notices_and_reconnects() {
     let relay = relay().await;
-    let mut runner = RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
+    let mut runner =
+        RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
     runner.kind("runner_registered").await;
     let mark = relay.mark();
     relay.kick("rust-1", None).await.expect("kick");
-    record_of(&relay, mark, RecordDirection::Connection, "rust-1", "disconnect").await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "rust-1",
+        "disconnect",
+    )
+    .await;
     // Because the relay closes the transport (not just the namespace),
     // the client's own reconnection brings the runner back.
     runner.kind("open").await;
@@ -175,7 +201,8 @@ async fn a_kicked_rust_runner_notices_and_reconnects() {
 #[tokio::test]
 async fn a_rust_runner_comes_back_after_a_relay_restart() {
     let relay = relay().await;
-    let mut runner = RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
+    let mut runner =
+        RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
     runner.kind("runner_registered").await;
     relay
         .restart(Duration::from_millis(300), false)
