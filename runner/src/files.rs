@@ -16,12 +16,14 @@
 use std::cmp::Ordering;
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use runner_protocol::rules::{ConfineError, confine, join_path, normalize_path};
 use runner_protocol::{
     FileContent, FileEncoding, FileEntry, FileListing, FileResult, FileResultBody, ListFiles,
@@ -49,6 +51,9 @@ pub(crate) enum FileError {
     /// The OS refused (its error text).
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// `read_file` of something that is not a regular file (a FIFO, a device).
+    #[error("Not a regular file")]
+    NotRegular,
     /// The blocking task failed.
     #[error("File operation failed: {0}")]
     Task(String),
@@ -187,10 +192,19 @@ fn read_bounded(req: &ReadFile, roots: &[PathBuf]) -> Result<FileContent, FileEr
         .max_bytes
         .unwrap_or_else(|| encoding.default_max_bytes())
         .min(MAX_READ_BYTES);
-    let file = fs::File::open(&path)?;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer forever. What was opened is then checked, not what was looked
+    // at before: only a regular file is read.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(&path)?;
     let meta = file.metadata()?;
     if meta.is_dir() {
         return Err(io::Error::from(Errno::EISDIR).into());
+    }
+    if !meta.is_file() {
+        return Err(FileError::NotRegular);
     }
     let size = meta.len();
     let mut bytes = Vec::with_capacity(usize::try_from(limit.min(size)).unwrap_or(0));
@@ -437,6 +451,10 @@ mod tests {
         assert!(failure(&dir).contains("Is a directory"), "{dir:?}");
         let not_dir = s.service.list_files(list_req(&s.root, "abs.txt")).await;
         assert!(failure(&not_dir).contains("Not a directory"), "{not_dir:?}");
+        // A FIFO would block a reader until a writer comes: refused at once.
+        nix::unistd::mkfifo(&s.root.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let fifo = s.service.read_file(read_req(&s.root, "pipe")).await;
+        assert_eq!(failure(&fifo), "Not a regular file");
     }
 
     #[tokio::test]
