@@ -449,3 +449,54 @@ async fn the_transcript_file_gets_every_record_as_ndjson() {
     );
     assert!(records.iter().any(|r| r.event == "register_runner"));
 }
+
+#[tokio::test]
+async fn heartbeats_and_session_events_keep_the_registry_current() {
+    let relay = relay().await;
+    let mut runner = registered_runner(&relay, "r1", json!({})).await;
+    let mark = relay.mark();
+    let heartbeat = json!({
+        "runnerId": "r1", "ts": 1, "uptimeMs": 2,
+        "sessions": [{ "sessionId": "b", "pid": 10, "startedAt": 3 }, { "sessionId": "a", "pid": 11, "startedAt": 4 }],
+        "terminals": [],
+    });
+    runner.emit("runner_heartbeat", heartbeat).await;
+    runner
+        .emit("session_exited", json!({ "sessionId": "a", "exitCode": 0 }))
+        .await;
+    runner
+        .emit("session_ready", json!({ "sessionId": "c" }))
+        .await;
+    record_of(&relay, mark, RecordDirection::In, "r1", "session_ready").await;
+    let info = relay.runner("r1").expect("registered");
+    assert_eq!(info.sessions, ["b", "c"]);
+    assert_eq!(info.session_count, 2);
+    let last = info.last_heartbeat.expect("a heartbeat");
+    assert_eq!(last.uptime_ms, 2);
+    runner
+        .emit("sessions_list", json!({ "sessions": ["z"] }))
+        .await;
+    record_of(&relay, mark, RecordDirection::In, "r1", "sessions_list").await;
+    assert_eq!(relay.runner("r1").unwrap().sessions, ["z"]);
+
+    let mark = relay.mark();
+    runner.stop().await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "r1",
+        "disconnect",
+    )
+    .await;
+    let info = relay.runner("r1").expect("kept after the disconnect");
+    assert!(!info.connected);
+    assert_eq!(
+        relay.send("r1", Ping {}.into()).await.unwrap_err(),
+        RelayError::NotConnected("r1".into())
+    );
+    assert!(matches!(
+        relay.wait_for_runner(Duration::from_millis(100)).await,
+        Err(RelayError::Timeout { .. })
+    ));
+}

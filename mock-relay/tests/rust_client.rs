@@ -192,8 +192,18 @@ async fn a_kicked_rust_runner_notices_and_reconnects() {
     )
     .await;
     // Because the relay closes the transport (not just the namespace),
-    // the client's own reconnection brings the runner back.
-    runner.kind("open").await;
+    // the client's own reconnection brings the runner back. The relay ends
+    // the WebSocket with a close frame, and rust_socketio reports nothing
+    // of it: neither `close` nor `error`, only the next `open`.
+    let mut before_open = Vec::new();
+    loop {
+        let seen = runner.wait("open", |_| true).await;
+        if seen.0 == "open" {
+            break;
+        }
+        before_open.push(seen);
+    }
+    assert_eq!(before_open, Vec::<Seen>::new());
     runner.kind("runner_registered").await;
     runner.stop().await;
 }
