@@ -511,12 +511,21 @@ impl Worker {
         }
     }
 
-    /// SIGTERM to the group; SIGKILL to the group when the worker is still
-    /// there after `grace`; then [`Worker::finish`].
+    /// SIGTERM to the group. The worker and the rest of its group share the
+    /// grace period to exit; whatever is still alive when it ends gets
+    /// SIGKILL. Then [`Worker::finish`].
     async fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.group.signal(Signal::SIGTERM);
-        let status = match tokio::time::timeout(grace, self.child.wait()).await {
-            Ok(status) => status,
+        let deadline = tokio::time::Instant::now() + grace;
+        let status = match tokio::time::timeout_at(deadline, self.child.wait()).await {
+            Ok(status) => {
+                // The worker is gone; its children may still be cleaning up
+                // after their SIGTERM. They get what is left of the grace.
+                if let Some(pgid) = self.group.pgid {
+                    let _ = tokio::time::timeout_at(deadline, group_exited(pgid)).await;
+                }
+                status
+            }
             Err(_) => {
                 tracing::warn!(
                     grace_ms = grace.as_millis() as u64,
@@ -546,6 +555,48 @@ impl Worker {
             }
         }
     }
+}
+
+/// How often [`group_exited`] looks at the process table.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// Returns once no live process is left in process group `pgid`. The
+/// kernel offers no notification for a group whose leader is already
+/// reaped, so this polls `/proc`; zombies count as gone (they only wait for
+/// init to collect them). Without `/proc` it returns at once, and the
+/// caller's SIGKILL follows immediately.
+async fn group_exited(pgid: Pid) {
+    while group_has_live_member(pgid) {
+        tokio::time::sleep(GROUP_POLL).await;
+    }
+}
+
+fn group_has_live_member(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| parse_stat_group(&stat))
+                .is_some_and(|(state, group)| group == pgid.as_raw() && !matches!(state, 'Z' | 'X'))
+    })
+}
+
+/// `(state, process group)` from `/proc/<pid>/stat`: `pid (comm) S ppid
+/// pgrp …`, where `comm` may itself contain spaces and parentheses.
+fn parse_stat_group(stat: &str) -> Option<(char, i32)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
 }
 
 /// Signals a worker's process group; on drop while armed, kills it.
@@ -1417,7 +1468,7 @@ mod tests {
 
     #[tokio::test]
     async fn kill_takes_grandchildren_that_ignore_sigterm() {
-        let mut h = harness(sh(GRANDCHILD), Duration::from_secs(5));
+        let mut h = harness(sh(GRANDCHILD), Duration::from_millis(500));
         h.manager.new_session(new_session("gc", None)).await;
         assert_eq!(h.next().await, ready("gc"));
         let event = h.next().await;
@@ -1432,6 +1483,44 @@ mod tests {
         assert_gone(pid).await;
         assert_gone(grandchild).await;
         assert!(h.shutdown().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn grandchildren_get_sigterm_and_the_grace_to_use_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("grandchild-got-term");
+        // The grandchild needs a moment after SIGTERM (it finishes its
+        // `sleep 0.2`) before it notes the signal; the worker dies at once.
+        let script = format!(
+            r#"(trap 'sleep 0.2; echo term > "{flag}"; exit 0' TERM; while :; do sleep 0.05; done) &
+               echo "{{\"gc\":$!}}"; wait"#,
+            flag = flag.display()
+        );
+        let mut h = harness(sh(&script), Duration::from_secs(10));
+        h.manager.new_session(new_session("polite", None)).await;
+        assert_eq!(h.next().await, ready("polite"));
+        let grandchild = pid_from(&h.next().await, "gc");
+        h.manager.kill_session(kill("polite")).await;
+        assert_eq!(h.next().await, killed("polite"));
+        assert_eq!(fs::read_to_string(&flag).unwrap(), "term\n");
+        assert_gone(grandchild).await;
+        assert!(h.shutdown().await.is_empty());
+    }
+
+    #[test]
+    fn stat_lines_parse() {
+        assert_eq!(
+            parse_stat_group("123 (sh) S 1 123 123 0 -1"),
+            Some(('S', 123))
+        );
+        assert_eq!(
+            parse_stat_group("7 (a) b (c)) Z 1 99 99 0"),
+            Some(('Z', 99))
+        );
+        assert_eq!(parse_stat_group("garbage"), None);
+        assert!(!group_has_live_member(Pid::from_raw(i32::MAX)));
+        let me = nix::unistd::getpgid(None).unwrap();
+        assert!(group_has_live_member(me));
     }
 
     #[tokio::test]
