@@ -451,6 +451,11 @@ mod tests {
         assert!(failure(&dir).contains("Is a directory"), "{dir:?}");
         let not_dir = s.service.list_files(list_req(&s.root, "abs.txt")).await;
         assert!(failure(&not_dir).contains("Not a directory"), "{not_dir:?}");
+        // Paths no OS call accepts, and a relative cwd.
+        let nul = s.service.read_file(read_req(&s.root, "a\0b")).await;
+        assert_eq!(failure(&nul), "path contains a NUL byte");
+        let relative = s.service.list_files(list_req(Path::new("rel"), "x")).await;
+        assert_eq!(failure(&relative), "path \"rel\" is not absolute");
         // A FIFO would block a reader until a writer comes: refused at once.
         nix::unistd::mkfifo(&s.root.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         let fifo = s.service.read_file(read_req(&s.root, "pipe")).await;

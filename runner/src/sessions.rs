@@ -1151,6 +1151,17 @@ mod tests {
             );
         }
 
+        h.manager
+            .new_session(new_session("nul", Some("a\0b")))
+            .await;
+        assert_eq!(
+            h.next().await,
+            error(
+                "nul",
+                "Requested cwd cannot be used: a\0b: path contains a NUL byte"
+            )
+        );
+
         let missing = format!("{}/missing", root.display());
         h.manager
             .new_session(new_session("m", Some(&missing)))
