@@ -214,13 +214,17 @@ impl Recorder {
         let mut latest = self.latest.subscribe();
         let mut from = since;
         loop {
-            {
+            // The predicate runs outside the lock: it may itself look at
+            // the relay (and so at this recorder) without deadlocking.
+            let fresh: Vec<Record> = {
                 let inner = self.lock();
                 let start = inner.records.partition_point(|r| r.seq < from);
-                if let Some(found) = inner.records.iter().skip(start).find(|r| pred(r)) {
-                    return Ok(found.clone());
-                }
+                let fresh = inner.records.iter().skip(start).cloned().collect();
                 from = from.max(inner.next_seq);
+                fresh
+            };
+            if let Some(found) = fresh.into_iter().find(|r| pred(r)) {
+                return Ok(found);
             }
             match tokio::time::timeout_at(deadline, latest.changed()).await {
                 Ok(Ok(())) => {}
@@ -384,6 +388,16 @@ mod tests {
             .unwrap();
         assert_eq!(found.seq, mark + 49);
         writer.await.unwrap();
+        // A predicate may read the recorder itself.
+        let found = r
+            .expect(
+                mark,
+                |rec| rec.event == "live0" && r.mark() > rec.seq,
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.seq, mark);
         let err = r
             .expect(mark, |rec| rec.event == "old", Duration::from_millis(20))
             .await
