@@ -1474,8 +1474,11 @@ mod tests {
         assert!(h.shutdown().await.is_empty());
     }
 
+    /// A worker whose grandchild ignores SIGTERM. The grandchild reports
+    /// both pids (the worker's `$$` is expanded by the worker) once its
+    /// trap is set.
     const GRANDCHILD: &str =
-        r#"(trap '' TERM; exec sleep 1000) & echo "{\"gc\":$!,\"pid\":$$}"; wait"#;
+        r#"sh -c 'trap "" TERM; echo "{\"gc\":$$,\"pid\":'$$'}"; exec sleep 1000' & wait"#;
 
     #[tokio::test]
     async fn kill_takes_grandchildren_that_ignore_sigterm() {
@@ -1502,9 +1505,10 @@ mod tests {
         let flag = dir.path().join("grandchild-got-term");
         // The grandchild needs a moment after SIGTERM (it finishes its
         // `sleep 0.2`) before it notes the signal; the worker dies at once.
+        // The grandchild announces itself only once its trap is set, so the
+        // kill cannot overtake it.
         let script = format!(
-            r#"(trap 'sleep 0.2; echo term > "{flag}"; exit 0' TERM; while :; do sleep 0.05; done) &
-               echo "{{\"gc\":$!}}"; wait"#,
+            r#"sh -c 'trap "sleep 0.2; echo term > {flag}; exit 0" TERM; echo "{{\"gc\":$$}}"; while :; do sleep 0.05; done' & wait"#,
             flag = flag.display()
         );
         let mut h = harness(sh(&script), Duration::from_secs(10));
