@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 use runner_protocol::messages::{UNAUTHORIZED, secret_mismatch};
 use runner_protocol::names::{self, NAMESPACE};
-use runner_protocol::{RegisterRunner, RunnerEvent, Secret};
+use runner_protocol::{RunnerEvent, Secret};
 use serde_json::{Value, json};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{Event, SocketRef, TryData};
@@ -316,13 +316,17 @@ impl Shared {
                 close,
             );
         };
-        let register = match serde_json::from_value::<RegisterRunner>(match payload {
-            Value::Null => json!({}),
-            other => other,
-        }) {
-            Ok(register) => register,
+        let register = match RunnerEvent::decode(names::REGISTER_RUNNER, payload) {
+            Ok(RunnerEvent::RegisterRunner(register)) => register,
+            Ok(other) => {
+                tracing::error!(
+                    event = other.name(),
+                    "register_runner decoded as another event"
+                );
+                return;
+            }
             Err(err) => {
-                reply_error(format!("register_runner: {err}"), false);
+                reply_error(err.to_string(), false);
                 return;
             }
         };

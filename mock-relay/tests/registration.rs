@@ -500,3 +500,24 @@ async fn heartbeats_and_session_events_keep_the_registry_current() {
         Err(RelayError::Timeout { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_malformed_registration_gets_an_error_naming_the_field() {
+    let relay = relay().await;
+    let mut runner = JsRunner::start(
+        &relay.url(),
+        json!({ "auth": auth("r1", "s"), "register": { "roots": "not-a-list" } }),
+    )
+    .await;
+    let args = runner.event("error").await;
+    let message = args[0]["message"].as_str().expect("a message");
+    assert!(
+        message.starts_with("register_runner: field \"roots\""),
+        "{message}"
+    );
+    assert!(relay.runner("r1").is_none());
+    // The runner can still register properly on the same socket.
+    runner.emit("register_runner", register("r1", "s")).await;
+    runner.event("runner_registered").await;
+    runner.stop().await;
+}
