@@ -1,0 +1,149 @@
+//! Running the built `pizzapi-runner` binary the way a user does: its own
+//! HOME, a clean environment, logs to a file, and a guard that leaves no
+//! process behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// How long a test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The `pizzapi-runner` binary of this build, built first if needed.
+///
+/// Test executables live in `target/<profile>/deps/`; the binary sits in
+/// `target/<profile>/`. `cargo build -p pizzapi-runner` is run once per test
+/// process (a no-op when the binary is up to date), so a test never runs a
+/// stale binary after `cargo test -p e2e-tests` alone.
+pub fn runner_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable under target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target directory");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "pizzapi-runner",
+                "--bin",
+                "pizzapi-runner",
+            ])
+            .env("CARGO_TARGET_DIR", target_dir);
+        match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => {}
+            Some("release") => {
+                build.arg("--release");
+            }
+            Some(other) => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build
+            .status()
+            .expect("running cargo build -p pizzapi-runner");
+        assert!(status.success(), "cargo build -p pizzapi-runner failed");
+        let bin = profile_dir.join("pizzapi-runner");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A runner process. Dropping it kills it (if still running) and reaps it.
+pub struct RunnerProcess {
+    pub child: Child,
+    pid: u32,
+    pub log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+/// A clean environment for a runner: only PATH, HOME and the log filter.
+pub fn command(home: &Path) -> Command {
+    let mut cmd = Command::new(runner_binary());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl RunnerProcess {
+    /// Starts `cmd`, logging stdout and stderr to `log`.
+    pub fn spawn(mut cmd: Command, log: &Path) -> RunnerProcess {
+        let file = std::fs::File::create(log).expect("log file");
+        let child = cmd
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("spawning pizzapi-runner");
+        let pid = child.id().expect("a fresh child has a pid");
+        RunnerProcess {
+            child,
+            pid,
+            log: log.to_owned(),
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub async fn wait(&mut self) -> i32 {
+        if self.status.is_none() {
+            let status = tokio::time::timeout(WAIT, self.child.wait()).await;
+            let Ok(status) = status else {
+                panic!("pizzapi-runner did not exit; log:\n{}", self.log_text());
+            };
+            self.status = Some(status.expect("waiting for pizzapi-runner"));
+        }
+        let status = self.status.expect("exited");
+        assert_process_gone(self.pid);
+        status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {status:?}"))
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal)
+            .expect("sending a signal");
+    }
+
+    /// What the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            // kill_on_drop does the rest; tokio reaps the child.
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+/// After a process was reaped its pid must not name a live process of ours.
+pub fn assert_process_gone(pid: u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || !stat.contains("pizzapi-runner"),
+        "process {pid} is still there: {stat}"
+    );
+}
