@@ -266,12 +266,33 @@ pub(crate) async fn run_sink(path: PathBuf, mut rx: SinkRx) {
 const LOG_PAYLOAD_CHARS: usize = 300;
 
 fn log_record(record: &Record) {
+    tracing::info!(
+        target: "mock_relay::events",
+        seq = record.seq,
+        runner_id = record.runner_id.as_deref().unwrap_or("-"),
+        socket_id = record.socket_id.as_deref().unwrap_or("-"),
+        "{}",
+        log_line(record)
+    );
+}
+
+/// `<- event {payload}` (received), `-> …` (sent), `== …` (connection),
+/// with long payloads cut and secrets masked.
+fn log_line(record: &Record) -> String {
     let arrow = match record.direction {
         RecordDirection::In => "<-",
         RecordDirection::Out => "->",
         RecordDirection::Connection => "==",
     };
-    let mut payload = record.payload.to_string();
+    // The log is for eyes and terminals: never print a runner's secret.
+    let mut payload = match record.payload.get("runnerSecret") {
+        Some(_) => {
+            let mut masked = record.payload.clone();
+            masked["runnerSecret"] = Value::String("***".to_owned());
+            masked.to_string()
+        }
+        None => record.payload.to_string(),
+    };
     if payload.len() > LOG_PAYLOAD_CHARS {
         let mut cut = LOG_PAYLOAD_CHARS;
         while !payload.is_char_boundary(cut) {
@@ -280,14 +301,7 @@ fn log_record(record: &Record) {
         payload.truncate(cut);
         payload.push('…');
     }
-    tracing::info!(
-        target: "mock_relay::events",
-        seq = record.seq,
-        runner_id = record.runner_id.as_deref().unwrap_or("-"),
-        socket_id = record.socket_id.as_deref().unwrap_or("-"),
-        "{arrow} {} {payload}",
-        record.event
-    );
+    format!("{arrow} {} {payload}", record.event)
 }
 
 #[cfg(test)]
@@ -360,6 +374,35 @@ mod tests {
         assert_eq!(line["socketId"], "s1");
         assert_eq!(line["direction"], "in");
         assert!(line.get("atUs").is_some());
+    }
+
+    #[test]
+    fn log_lines_are_short_and_mask_secrets() {
+        let (r, _) = Recorder::new(10, false);
+        r.push(
+            RecordDirection::In,
+            Some("r1"),
+            None,
+            "register_runner",
+            json!({ "runnerId": "r1", "runnerSecret": "abc123" }),
+        );
+        r.push(
+            RecordDirection::Out,
+            None,
+            None,
+            "x",
+            json!({ "big": "é".repeat(400) }),
+        );
+        let all = r.snapshot(0, None);
+        let line = log_line(&all[0]);
+        assert!(line.starts_with("<- register_runner {"), "{line}");
+        assert!(!line.contains("abc123"), "{line}");
+        assert!(line.contains(r#""runnerSecret":"***""#), "{line}");
+        // The record itself keeps the wire payload.
+        assert_eq!(all[0].payload["runnerSecret"], "abc123");
+        let long = log_line(&all[1]);
+        assert!(long.starts_with("-> x {"));
+        assert!(long.ends_with('…') && long.len() < LOG_PAYLOAD_CHARS + 20);
     }
 
     #[tokio::test]
