@@ -507,10 +507,32 @@ impl RelayHandle {
     /// The first registered runner that is connected, waiting up to
     /// `timeout` for one to register.
     pub async fn wait_for_runner(&self, timeout: Duration) -> Result<RunnerInfo, RelayError> {
+        self.wait_registered(timeout, "a runner to register", |r| r.first_connected())
+            .await
+    }
+
+    /// The runner `runner_id` once it is registered and connected, waiting
+    /// up to `timeout`.
+    pub async fn wait_for_runner_id(
+        &self,
+        runner_id: &str,
+        timeout: Duration,
+    ) -> Result<RunnerInfo, RelayError> {
+        let what = format!("runner {runner_id} to register");
+        self.wait_registered(timeout, &what, |r| r.get(runner_id).filter(|i| i.connected))
+            .await
+    }
+
+    async fn wait_registered(
+        &self,
+        timeout: Duration,
+        what: &str,
+        find: impl Fn(&Registry) -> Option<RunnerInfo>,
+    ) -> Result<RunnerInfo, RelayError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut registered = self.shared.registered.subscribe();
         loop {
-            if let Some(info) = self.shared.lock_registry().first_connected() {
+            if let Some(info) = find(&self.shared.lock_registry()) {
                 return Ok(info);
             }
             match tokio::time::timeout_at(deadline, registered.changed()).await {
@@ -518,7 +540,7 @@ impl RelayHandle {
                 Ok(Err(_)) => return Err(RelayError::ShutDown),
                 Err(_) => {
                     return Err(RelayError::Timeout {
-                        what: "a runner to register".into(),
+                        what: what.to_owned(),
                         after: timeout,
                     });
                 }

@@ -85,6 +85,13 @@ async fn a_good_registration_is_answered_and_recorded_in_order() {
         .await
         .expect("a runner registers");
     assert_eq!(info.runner_id, "r1");
+    assert_eq!(relay.wait_for_runner_id("r1", WAIT).await, Ok(info.clone()));
+    assert!(matches!(
+        relay
+            .wait_for_runner_id("r2", Duration::from_millis(50))
+            .await,
+        Err(RelayError::Timeout { .. })
+    ));
     assert_eq!(info.name.as_deref(), Some("runner r1"));
     assert_eq!(info.roots, ["/work/root"]);
     assert_eq!(info.version.as_deref(), Some("0.0.0-test"));
