@@ -280,6 +280,7 @@ impl RelayBuilder {
             shared: shared.clone(),
             addr,
             task: Arc::new(Mutex::new(None)),
+            outcome: Arc::new(Mutex::new(None)),
         };
         let router = app(AppState {
             relay: handle.clone(),
@@ -472,6 +473,8 @@ pub struct RelayHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
     task: Arc<Mutex<Option<ServerTask>>>,
+    /// How the server task ended, once some clone has awaited it.
+    outcome: Arc<Mutex<Option<Result<(), RelayError>>>>,
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -724,24 +727,31 @@ impl RelayHandle {
         Ok(rx)
     }
 
-    /// Closes every socket and stops the server; returns when it stopped.
+    /// Closes every socket and stops the server; returns when it stopped
+    /// (or at once when another clone is already awaiting the server task).
     pub async fn shutdown(self) {
         let _ = self.shared.commands.send(Command::Shutdown);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        let _ = self.await_task().await;
     }
 
     /// Waits for the server task to end (after [`shutdown`](Self::shutdown)
     /// from another clone, or a failure) and reports how it ended,
-    /// including a panic.
+    /// including a panic ([`RelayError::ServerPanicked`]). After the task
+    /// ended, every clone's `join` gives the same answer; while another
+    /// clone is awaiting it, [`RelayError::AlreadyJoined`].
     pub async fn join(self) -> Result<(), RelayError> {
+        self.await_task().await
+    }
+
+    async fn await_task(&self) -> Result<(), RelayError> {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(task) = task else {
-            return Err(RelayError::AlreadyJoined);
+            let outcome = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+            return outcome.clone().unwrap_or(Err(RelayError::AlreadyJoined));
         };
-        join_task(task).await
+        let result = join_task(task).await;
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
+        result
     }
 }
 
