@@ -73,8 +73,8 @@ pub struct Args {
     pub state_path: Option<PathBuf>,
 
     /// Command that starts a session worker, split like a shell would
-    /// (e.g. "node /opt/pizzapi/worker.js") [default: the built-in worker
-    /// command of the session manager].
+    /// (e.g. "node /opt/pizzapi/worker.js"). [default: none; sessions are
+    /// refused until it is set]
     #[arg(long, env = "PIZZAPI_WORKER_CMD", value_name = "COMMAND")]
     pub worker_cmd: Option<String>,
 

@@ -6,7 +6,7 @@
 //! Its measured defects (see the notes on the Socket.IO crates) are handled
 //! here, each in one place:
 //!
-//! * **Callbacks only forward.** Every library callback pushes a [`Link`]
+//! * **Callbacks only forward.** Every library callback pushes a `Link`
 //!   message into a channel and returns; one actor task reacts to them.
 //!   Library callbacks run one after another on the socket's reader task, so
 //!   a callback that did work would starve the engine.io heartbeat, and a

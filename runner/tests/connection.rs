@@ -150,3 +150,44 @@ async fn a_secret_mismatch_stops_the_runner_with_the_relays_message() {
         .expect("the first runner still answers");
     assert_eq!(first.stop().await.expect("clean stop"), ExitReason::Signal);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_alone_is_logged_but_an_error_then_a_kick_is_a_refusal() {
+    let relay = relay().await;
+    let mut runner = Runner::start(&relay, KEY);
+    let id = relay
+        .wait_for_runner(WAIT)
+        .await
+        .expect("registration")
+        .runner_id;
+
+    // An error the relay reports while keeping the connection is not fatal.
+    relay
+        .send(
+            &id,
+            ServerEvent::Error(runner_protocol::RelayError {
+                message: "something went wrong on the relay".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    let reply = relay
+        .request(&id, ServerEvent::Ping(Ping {}), WAIT)
+        .await
+        .expect("pong after a relay error");
+    assert_eq!(reply.name(), "pong");
+
+    // An error followed by the relay dropping the connection is a refusal.
+    relay
+        .kick(&id, Some("runner disabled by the administrator".into()))
+        .await
+        .unwrap();
+    let reason = runner.exit().await.expect("runner ran");
+    assert_eq!(
+        reason,
+        ExitReason::Refused {
+            message: "runner disabled by the administrator".into()
+        }
+    );
+    assert!(runner.state().get("pid").is_none(), "lock released");
+}

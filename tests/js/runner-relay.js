@@ -9,6 +9,7 @@
 //   {"type":"connect","sid"}, {"type":"event","sid","runnerId","event","payload"},
 //   {"type":"disconnect","sid","runnerId","reason"}, {"type":"restarted","port"}.
 // In (stdin): {"cmd":"send","runnerId","event","payload"},
+//   {"cmd":"sendBinary","runnerId","event","text"}  (the payload as a Buffer),
 //   {"cmd":"kick","runnerId","close":bool,"error"?:string}  (close: disconnect(true)),
 //   {"cmd":"restart","downMs"}, {"cmd":"quit"}.
 //
@@ -82,6 +83,11 @@ function command(cmd) {
     case "send": {
       const socket = sockets.get(cmd.runnerId);
       if (socket) socket.emit(cmd.event, cmd.payload);
+      break;
+    }
+    case "sendBinary": {
+      const socket = sockets.get(cmd.runnerId);
+      if (socket) socket.emit(cmd.event, Buffer.from(cmd.text || ""));
       break;
     }
     case "kick": {

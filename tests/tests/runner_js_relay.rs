@@ -191,6 +191,17 @@ async fn the_runner_works_with_the_reference_relay() {
         .await;
     relay.expect_event("pong").await;
 
+    // A binary payload (which the client library cannot even name) is
+    // ignored; the runner keeps answering.
+    relay
+        .command(json!({"cmd": "sendBinary", "runnerId": id, "event": "list_skills", "text": "x"}))
+        .await;
+    relay
+        .command(json!({"cmd": "send", "runnerId": id, "event": "get_usage", "payload": {"requestId": "after-binary"}}))
+        .await;
+    let reply = relay.expect_event("usage_data").await;
+    assert_eq!(reply["payload"]["requestId"], json!("after-binary"));
+
     // A restart of the relay: exactly one new registration.
     let registrations =
         |relay: &JsRelay| relay.count(|v| v["type"] == "event" && v["event"] == "register_runner");
