@@ -364,9 +364,11 @@ fn retire(client: Client) {
     });
 }
 
-/// The schedule of client (re)builds: the first at once, later ones after
-/// the library's delays (1 s growing to 30 s, randomized), reset by a
-/// connection that lasted at least `delay_max`.
+/// The schedule of client (re)builds after a failed build or a server-side
+/// disconnect: the library's delays (1 s growing to 30 s, randomized). A
+/// connection that lasted at least `delay_max` resets it, so the rebuild
+/// after it starts at once; a relay that drops every connection right away
+/// cannot make the runner reconnect in a tight loop.
 struct Pacer {
     policy: ReconnectPolicy,
     next: Option<Duration>,
@@ -423,9 +425,11 @@ impl Connection {
             write_outbox(outbox_rx, writer_rx, writer_close.clone())
                 .instrument(tracing::Span::current()),
         );
+        // The first build starts at once (`rebuild_at` below); should it
+        // fail, the next one follows after the first delay.
         let pacer = Pacer {
             policy: self.reconnect,
-            next: None,
+            next: Some(self.reconnect.delay_min),
         };
         let mut actor = Actor {
             conn: self,
@@ -489,7 +493,15 @@ impl Actor {
         let tx = self.tx.clone();
         tracing::info!(url = %self.conn.relay_url, generation, "connecting to the relay");
         tokio::spawn(async move {
-            let result = builder.connect().await.map_err(|e| e.to_string());
+            // A relay that accepts TCP but never answers would hold a
+            // build forever; give up on it like on a refused one.
+            let result = match tokio::time::timeout(ATTEMPT_ALLOWANCE, builder.connect()).await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {} s",
+                    ATTEMPT_ALLOWANCE.as_secs()
+                )),
+            };
             if let Err(mpsc::error::SendError(Link::Built {
                 result: Ok(client), ..
             })) = tx.send(Link::Built { generation, result })

@@ -191,3 +191,34 @@ async fn an_error_alone_is_logged_but_an_error_then_a_kick_is_a_refusal() {
     );
     assert!(runner.state().get("pid").is_none(), "lock released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_is_not_up_yet_is_waited_for() {
+    // Something on the relay's port that hangs up on the runner's first
+    // attempt, so the runner's first connection fails for certain.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let config = fixture::config(&format!("ws://127.0.0.1:{port}"), home.path(), KEY);
+    let runner = Runner::start_with(home, config);
+    let (first_attempt, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("waiting for the runner's first attempt")
+        .unwrap();
+    drop(first_attempt);
+    drop(listener);
+
+    // The relay comes up on that port; the runner gets there by itself.
+    let relay = mock_relay::MockRelay::builder()
+        .api_key(KEY)
+        .port(port)
+        .start()
+        .await
+        .expect("relay on the port the runner is trying");
+    let info = relay.wait_for_runner(WAIT).await.expect("registration");
+    assert_eq!(
+        received(&relay, 0, &info.runner_id, "register_runner").len(),
+        1
+    );
+    assert_eq!(runner.stop().await.expect("clean stop"), ExitReason::Signal);
+}
