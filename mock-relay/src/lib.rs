@@ -61,7 +61,7 @@ use runner_protocol::{RunnerEvent, ServerEvent};
 use serde_json::{Value, json};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Sid;
-use socketioxide::{SocketIo, TransportType};
+use socketioxide::{SocketError, SocketIo, TransportType};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -111,6 +111,11 @@ impl Default for Timeouts {
         }
     }
 }
+
+/// Events that may wait in one socket's send queue. socketioxide's default
+/// (128) refuses a burst of commands that a test or a developer fires at
+/// once; the queue drains at the speed of the WebSocket.
+pub const SEND_BUFFER: usize = 16 * 1024;
 
 /// Entry point: `MockRelay::builder()…start().await`.
 #[derive(Debug)]
@@ -255,6 +260,7 @@ impl RelayBuilder {
         })?;
         let (layer, io) = SocketIo::builder()
             .transports([TransportType::Websocket])
+            .max_buffer_size(SEND_BUFFER)
             .build_layer();
         let (recorder, sink_rx) =
             Recorder::new(self.transcript_cap, self.transcript_file.is_some());
@@ -396,13 +402,9 @@ impl Shared {
         let not_connected = || RelayError::NotConnected(runner_id.unwrap_or("?").to_owned());
         let socket = self.socket(sid).ok_or_else(not_connected)?;
         let _order = self.send_lock.lock().unwrap_or_else(|e| e.into_inner());
-        socket.emit(event, payload).map_err(|e| match e {
-            socketioxide::SendError::Socket(_) => not_connected(),
-            other => RelayError::Send {
-                event: event.to_owned(),
-                message: other.to_string(),
-            },
-        })?;
+        // Recorded before it is handed to the socket: once handed over, the
+        // runner may answer before this thread records anything, and the
+        // transcript would show the reply before its cause.
         self.recorder.push(
             RecordDirection::Out,
             runner_id,
@@ -410,7 +412,29 @@ impl Shared {
             event,
             payload.clone(),
         );
-        Ok(())
+        let result = socket.emit(event, payload).map_err(|e| match e {
+            socketioxide::SendError::Socket(SocketError::Closed) => not_connected(),
+            socketioxide::SendError::Socket(SocketError::InternalChannelFull) => RelayError::Send {
+                event: event.to_owned(),
+                message: format!(
+                    "the runner's send buffer is full ({SEND_BUFFER} events waiting to be written)"
+                ),
+            },
+            other => RelayError::Send {
+                event: event.to_owned(),
+                message: other.to_string(),
+            },
+        });
+        if let Err(err) = &result {
+            self.recorder.push(
+                RecordDirection::Connection,
+                runner_id,
+                Some(&sid.to_string()),
+                "send_failed",
+                json!({"event": event, "reason": err.to_string()}),
+            );
+        }
+        result
     }
 
     pub(crate) fn record_dropped(
