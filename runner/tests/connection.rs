@@ -222,3 +222,50 @@ async fn a_relay_that_is_not_up_yet_is_waited_for() {
     );
     assert_eq!(runner.stop().await.expect("clean stop"), ExitReason::Signal);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_an_outage_are_sent_after_the_next_registration() {
+    let relay = relay().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut config = fixture::config(&relay.url(), home.path(), KEY);
+    config.usage_poll_interval = Duration::from_millis(50);
+    let cache = home.path().join(".pizzapi/usage-cache.json");
+    let runner = Runner::start_with(home, config);
+    let id = relay
+        .wait_for_runner(WAIT)
+        .await
+        .expect("registration")
+        .runner_id;
+
+    let mark = relay.mark();
+    let restarting = {
+        let relay = relay.clone();
+        tokio::spawn(async move { relay.restart(Duration::from_secs(2), true).await })
+    };
+    relay
+        .expect(
+            mark,
+            |r| r.direction == RecordDirection::Connection && r.event == "disconnect",
+            WAIT,
+        )
+        .await
+        .expect("the relay dropped the runner");
+    // The cache changes while the relay is down: the runner's usage_data
+    // has nowhere to go yet.
+    std::fs::write(
+        &cache,
+        json!({"fetchedAt": 42, "providers": {}}).to_string(),
+    )
+    .unwrap();
+    restarting.await.unwrap().expect("relay restarted");
+
+    let registered = expect_in(&relay, mark, "register_runner").await;
+    let usage = expect_in(&relay, mark, "usage_data").await;
+    assert!(usage.seq > registered.seq, "sent after the registration");
+    assert_eq!(
+        usage.payload,
+        json!({"data": {"fetchedAt": 42, "providers": {}}})
+    );
+    assert_eq!(received(&relay, mark, &id, "usage_data").len(), 1);
+    assert_eq!(runner.stop().await.expect("clean stop"), ExitReason::Signal);
+}
