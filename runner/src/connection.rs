@@ -66,6 +66,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::dispatch::{Dispatcher, Routed};
 use crate::heartbeat::Heartbeat;
@@ -470,8 +471,6 @@ impl Connection {
         }
     }
 }
-
-use tracing::Instrument;
 
 impl Actor {
     fn build(&mut self) {
