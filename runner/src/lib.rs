@@ -12,4 +12,5 @@ pub mod outbox;
 pub mod sessions;
 pub mod skills;
 pub mod state;
+pub mod terminals;
 pub mod usage;
