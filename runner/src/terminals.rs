@@ -366,10 +366,14 @@ impl TerminalManager {
                 }
             }
             terminal.stats.events.fetch_add(1, Ordering::Relaxed);
-            self.inner.outbox.emit(TerminalData {
+            let bytes = batch.len();
+            let event = TerminalData {
                 terminal_id: id.to_owned(),
                 data: BASE64.encode(&batch),
-            });
+            };
+            // Waits while the connection is behind: the reader thread then
+            // blocks on its full queue, and the shell on its full PTY.
+            self.inner.outbox.emit_bulk(event, bytes).await;
         }
     }
 
@@ -650,29 +654,34 @@ mod tests {
                 .await;
         }
 
-        /// Waits until the terminal's output contains `needle`.
+        /// Waits until the terminal's output contains `needle`, scanning only
+        /// what arrived since the last look (the output may be megabytes).
         async fn until_output(&mut self, id: &str, needle: &str) {
             let id_owned = id.to_owned();
-            let needle_owned = needle.to_owned();
-            if self.has_output(id, needle) {
-                return;
-            }
+            let mut scanned: usize = 0;
             let fut = async {
                 loop {
-                    self.until("output", |ev| matches!(ev, RunnerEvent::TerminalData(d) if d.terminal_id == id_owned))
-                        .await;
-                    if self.has_output(&id_owned, &needle_owned) {
+                    let out = self
+                        .output
+                        .get(&id_owned)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let from = scanned.saturating_sub(needle.len());
+                    if out.len() >= needle.len()
+                        && out[from..]
+                            .windows(needle.len())
+                            .any(|w| w == needle.as_bytes())
+                    {
                         return;
                     }
+                    scanned = out.len();
+                    self.until("output", |ev| matches!(ev, RunnerEvent::TerminalData(d) if d.terminal_id == id_owned))
+                        .await;
                 }
             };
             tokio::time::timeout(WAIT, fut).await.unwrap_or_else(|_| {
                 panic!("waiting for {needle:?} in {id}; got {:?}", self.text(id))
             });
-        }
-
-        fn has_output(&self, id: &str, needle: &str) -> bool {
-            self.text(id).contains(needle)
         }
 
         fn text(&self, id: &str) -> String {
@@ -1013,7 +1022,8 @@ mod tests {
         let mut h = Harness::new();
         h.open("big").await;
         // 1,300,000 numbered lines: just over 10 MiB once the PTY turns \n into \r\n.
-        h.type_text("big", "stty -echo; seq 1 1300000; exit 3\n")
+        // The bare `echo` ends the prompt's line, so every number has its own.
+        h.type_text("big", "stty -echo; echo; seq 1 1300000; exit 3\n")
             .await;
         assert_eq!(h.exit_code("big").await, 3);
         let text = h.text("big");
@@ -1021,7 +1031,25 @@ mod tests {
             .split("\r\n")
             .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
             .collect();
-        assert_eq!(numbers.len(), 1_300_000, "lines lost or garbled");
+        if numbers.len() != 1_300_000 {
+            let first_bad = numbers
+                .iter()
+                .enumerate()
+                .find(|(i, n)| n.parse::<usize>().unwrap() != i + 1);
+            let head: String = text.chars().take(200).collect();
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(200)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "lines lost or garbled: {} lines; first bad {first_bad:?}; head {head:?}; tail {tail:?}",
+                numbers.len()
+            );
+        }
         for (i, n) in numbers.iter().enumerate() {
             assert_eq!(
                 n.parse::<usize>().unwrap(),
@@ -1039,5 +1067,43 @@ mod tests {
             average >= 8 * 1024,
             "{events} events for {bytes} bytes: {average} bytes each"
         );
+    }
+
+    #[tokio::test]
+    async fn a_fast_producer_is_throttled_while_nobody_drains() {
+        let mut h = Harness::new();
+        h.open("y").await;
+        h.type_text("y", "yes\n").await;
+        let stats = h.manager.stats("y").unwrap();
+        // Nobody drains the outbox now. Reading must stop once the outbox's
+        // bulk credit, the reader queue and one batch are full.
+        let bound = (crate::outbox::BULK_CREDIT + (READER_QUEUE + 3) * 32 * 1024) as u64;
+        let settled = tokio::time::timeout(WAIT, async {
+            let mut last = u64::MAX;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = stats.bytes.load(Ordering::Relaxed);
+                if now == last {
+                    return now;
+                }
+                last = now;
+            }
+        })
+        .await
+        .expect("waiting for the terminal's output to stall");
+        assert!(
+            settled > 0 && settled <= bound,
+            "read {settled} bytes, bound {bound}"
+        );
+        // Draining lets it flow again.
+        let target = settled + 4 * 1024 * 1024;
+        tokio::time::timeout(WAIT, async {
+            while stats.bytes.load(Ordering::Relaxed) < target {
+                let _ = h.rx.recv().await;
+            }
+        })
+        .await
+        .expect("waiting for output to resume");
+        h.manager.shutdown().await;
     }
 }
