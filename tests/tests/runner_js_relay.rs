@@ -1,0 +1,268 @@
+//! The `pizzapi-runner` binary against the reference Socket.IO server
+//! (socket.io 4.8 on Node, `tests/js/runner-relay.js`): registration, a
+//! command round trip, kicks with `disconnect(true)` and `disconnect(false)`,
+//! a kick after `error`, and a relay restart.
+
+mod runner_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use nix::sys::signal::Signal;
+use runner_support::{RunnerProcess, WAIT, command};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+const KEY: &str = "js-key";
+
+fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Installs the pinned packages when `node_modules` is missing.
+fn ensure_node_modules() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done || js_dir().join("node_modules/socket.io").exists() {
+        *done = true;
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(js_dir())
+        .status()
+        .expect("running npm ci in tests/js (Node.js and npm are needed for this test)");
+    assert!(status.success(), "npm ci failed in tests/js");
+    *done = true;
+}
+
+/// The Node relay process and what it reported.
+struct JsRelay {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::UnboundedReceiver<Value>,
+    seen: Vec<Value>,
+    port: u16,
+}
+
+impl JsRelay {
+    async fn start() -> JsRelay {
+        ensure_node_modules();
+        let mut child = Command::new("node")
+            .arg(js_dir().join("runner-relay.js"))
+            .arg(KEY)
+            .current_dir(js_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting node (Node.js is needed for this test)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("relay wrote {line:?}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut relay = JsRelay {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            port: 0,
+        };
+        let listening = relay.expect(|v| v["type"] == "listening").await;
+        relay.port = listening["port"].as_u64().unwrap() as u16;
+        relay
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// The first report from now on matching `pred`.
+    async fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("waiting for the JS relay; seen:\n{}", self.dump()))
+                .expect("the JS relay exited");
+            self.seen.push(line.clone());
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
+    async fn expect_event(&mut self, event: &str) -> Value {
+        self.expect(|v| v["type"] == "event" && v["event"] == event)
+            .await
+    }
+
+    /// The reports so far, one per line.
+    fn dump(&self) -> String {
+        let lines: Vec<String> = self.seen.iter().map(Value::to_string).collect();
+        lines.join("\n")
+    }
+
+    /// Everything reported so far.
+    fn count(&self, pred: impl Fn(&Value) -> bool) -> usize {
+        self.seen.iter().filter(|v| pred(v)).count()
+    }
+
+    async fn command(&mut self, cmd: Value) {
+        let mut line = cmd.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("writing to the JS relay");
+        self.stdin.flush().await.unwrap();
+    }
+
+    async fn quit(mut self) {
+        self.command(json!({"cmd": "quit"})).await;
+        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    }
+}
+
+fn runner(url: &str, home: &Path, key: &str) -> RunnerProcess {
+    let mut cmd = command(home);
+    cmd.env("PIZZAPI_RELAY_URL", url)
+        .env("PIZZAPI_API_KEY", key)
+        .env("PIZZAPI_HEARTBEAT_INTERVAL_MS", "300");
+    RunnerProcess::spawn(cmd, &home.join("runner.log"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_works_with_the_reference_relay() {
+    let mut relay = JsRelay::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut proc = runner(&relay.url(), home.path(), KEY);
+
+    // Registration, with the identity of the state file.
+    let reg = relay.expect_event("register_runner").await;
+    let id = reg["payload"]["runnerId"].as_str().unwrap().to_owned();
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(home.path().join(".pizzapi/runner.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json!(id), state["runnerId"]);
+    assert_eq!(reg["payload"]["platform"], json!(std::env::consts::OS));
+
+    // A command round trip.
+    relay
+        .command(json!({"cmd": "send", "runnerId": id, "event": "get_usage", "payload": {"requestId": "u1"}}))
+        .await;
+    let reply = relay.expect_event("usage_data").await;
+    assert_eq!(
+        reply["payload"],
+        json!({"requestId": "u1", "data": {"providers": {}}})
+    );
+    relay.expect_event("runner_heartbeat").await;
+
+    // Kicked with disconnect(true): the transport closes; the runner comes back.
+    relay
+        .command(json!({"cmd": "kick", "runnerId": id, "close": true}))
+        .await;
+    relay.expect(|v| v["type"] == "disconnect").await;
+    relay.expect_event("register_runner").await;
+    relay.expect_event("runner_heartbeat").await;
+
+    // Kicked with disconnect(false): the transport stays open and the client
+    // library is stuck; the runner rebuilds its client and comes back.
+    relay
+        .command(json!({"cmd": "kick", "runnerId": id, "close": false}))
+        .await;
+    relay.expect(|v| v["type"] == "disconnect").await;
+    relay.expect_event("register_runner").await;
+    relay
+        .command(json!({"cmd": "send", "runnerId": id, "event": "ping", "payload": {}}))
+        .await;
+    relay.expect_event("pong").await;
+
+    // A binary payload (which the client library cannot even name) is
+    // ignored; the runner keeps answering.
+    relay
+        .command(json!({"cmd": "sendBinary", "runnerId": id, "event": "list_skills", "text": "x"}))
+        .await;
+    relay
+        .command(json!({"cmd": "send", "runnerId": id, "event": "get_usage", "payload": {"requestId": "after-binary"}}))
+        .await;
+    let reply = relay.expect_event("usage_data").await;
+    assert_eq!(reply["payload"]["requestId"], json!("after-binary"));
+
+    // A restart of the relay: exactly one new registration.
+    let registrations =
+        |relay: &JsRelay| relay.count(|v| v["type"] == "event" && v["event"] == "register_runner");
+    let before = registrations(&relay);
+    relay
+        .command(json!({"cmd": "restart", "downMs": 1500}))
+        .await;
+    relay.expect(|v| v["type"] == "restarted").await;
+    relay.expect_event("register_runner").await;
+    // Let two heartbeats pass on the new connection: still one registration.
+    relay.expect_event("runner_heartbeat").await;
+    relay.expect_event("runner_heartbeat").await;
+    assert_eq!(registrations(&relay), before + 1);
+    assert_eq!(
+        relay.count(|v| v["type"] == "connect") as isize
+            - relay.count(|v| v["type"] == "disconnect") as isize,
+        1,
+        "one connection open:\n{}",
+        relay.dump()
+    );
+
+    // An error, then a kick: the relay refused the runner → exit 77.
+    relay
+        .command(json!({"cmd": "kick", "runnerId": id, "close": true, "error": "runner banned"}))
+        .await;
+    assert_eq!(proc.wait().await, 77, "log:\n{}", proc.log_text());
+    assert!(proc.log_text().contains("runner banned"));
+    relay.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_by_the_reference_relay_exit_77() {
+    let mut relay = JsRelay::start().await;
+
+    let home = tempfile::tempdir().unwrap();
+    let mut bad_key = runner(&relay.url(), home.path(), "wrong");
+    assert_eq!(bad_key.wait().await, 77, "log:\n{}", bad_key.log_text());
+    assert!(bad_key.log_text().contains("unauthorized"));
+    relay.expect(|v| v["type"] == "refused").await;
+
+    let first_home = tempfile::tempdir().unwrap();
+    let mut first = runner(&relay.url(), first_home.path(), KEY);
+    let reg = relay.expect_event("register_runner").await;
+    let id = reg["payload"]["runnerId"].as_str().unwrap().to_owned();
+
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join(".pizzapi")).unwrap();
+    std::fs::write(
+        other.path().join(".pizzapi/runner.json"),
+        json!({"runnerId": id, "runnerSecret": "00".repeat(32)}).to_string(),
+    )
+    .unwrap();
+    let mut impostor = runner(&relay.url(), other.path(), KEY);
+    assert_eq!(impostor.wait().await, 77, "log:\n{}", impostor.log_text());
+    assert!(
+        impostor
+            .log_text()
+            .contains(&format!("secret mismatch for runner {id}"))
+    );
+
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.wait().await, 0);
+    relay.quit().await;
+}
