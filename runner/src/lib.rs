@@ -42,6 +42,7 @@ pub mod outbox;
 pub mod sessions;
 pub mod skills;
 pub mod state;
+pub mod terminals;
 pub mod usage;
 
 use std::future::Future;
