@@ -87,6 +87,16 @@ pub struct Args {
     )]
     pub kill_grace_ms: u64,
 
+    /// The most terminals (shells in pseudo-terminals) open at once; more
+    /// are refused with a terminal_error.
+    #[arg(
+        long,
+        env = "PIZZAPI_MAX_TERMINALS",
+        default_value_t = 16,
+        value_name = "N"
+    )]
+    pub max_terminals: usize,
+
     /// Directory of the skills [default: $HOME/.pizzapi/skills].
     #[arg(long, env = "PIZZAPI_SKILLS_DIR", value_name = "DIR")]
     pub skills_dir: Option<PathBuf>,
@@ -178,6 +188,9 @@ pub enum ConfigError {
     /// The name is empty.
     #[error("the runner name (--name / PIZZAPI_RUNNER_NAME) must not be empty")]
     EmptyName,
+    /// The terminal limit is zero.
+    #[error("--max-terminals / PIZZAPI_MAX_TERMINALS must be at least 1")]
+    ZeroTerminals,
 }
 
 /// The validated configuration of one runner.
@@ -197,6 +210,8 @@ pub struct Config {
     pub worker_cmd: Option<Vec<String>>,
     /// SIGTERM → SIGKILL grace period for workers.
     pub kill_grace: Duration,
+    /// The most terminals open at once.
+    pub max_terminals: usize,
     /// The skills directory.
     pub skills_dir: PathBuf,
     /// Heartbeat interval.
@@ -335,6 +350,11 @@ impl Config {
             "--git-timeout-ms / PIZZAPI_GIT_TIMEOUT_MS",
         )?;
 
+        if args.max_terminals == 0 {
+            return Err(ConfigError::ZeroTerminals);
+        }
+        let max_terminals = args.max_terminals;
+
         let default_cwd = roots
             .first()
             .cloned()
@@ -350,6 +370,7 @@ impl Config {
             state_path,
             worker_cmd,
             kill_grace: Duration::from_millis(args.kill_grace_ms),
+            max_terminals,
             skills_dir,
             heartbeat_interval,
             usage_cache_path,

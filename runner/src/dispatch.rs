@@ -17,7 +17,8 @@
 //!
 //! `new_session` and `kill_session` for the same `sessionId` run one after
 //! the other in the order they arrived, so a kill sent right after a spawn
-//! finds the session.
+//! finds the session; likewise the commands of one `terminalId`, so typed
+//! input reaches the shell in the order it was typed.
 //!
 //! [`CommandHandler`] is the seam between routing and the work itself:
 //! [`Services`] is the runner's implementation over the concern modules;
@@ -30,9 +31,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use runner_protocol::{
-    DecodeError, Pong, RunnerEvent, RunnerRegistered, ServerEvent, TerminalsList, names,
-};
+use runner_protocol::{DecodeError, Pong, RunnerEvent, RunnerRegistered, ServerEvent, names};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -45,11 +44,9 @@ use crate::outbox::Outbox;
 use crate::sessions::SessionManager;
 use crate::skills::SkillStore;
 use crate::state::now_ms;
+use crate::terminals::TerminalManager;
 use crate::usage::UsageSource;
 use crate::{ExitReason, ShutdownHandle};
-
-/// The message of the `terminal_error` that answers terminal commands.
-pub const TERMINALS_UNSUPPORTED: &str = "terminals are not supported by this runner yet";
 
 /// Runs one decoded command and returns its reply, if the command has one
 /// that is not emitted by the handler itself.
@@ -69,6 +66,8 @@ pub struct Services {
     pub files: FileService,
     /// Git inside the roots.
     pub git: GitService,
+    /// Shells in pseudo-terminals.
+    pub terminals: TerminalManager,
     /// The provider-usage cache.
     pub usage: UsageSource,
     /// The daemon's one shutdown path (for `restart`).
@@ -113,25 +112,22 @@ impl CommandHandler for Services {
                 ServerEvent::GitStatus(req) => Some(this.git.status(req).await.into()),
                 ServerEvent::GitDiff(req) => Some(this.git.diff(req).await.into()),
                 ServerEvent::GetUsage(req) => Some(this.usage.reply(req.request_id).await.into()),
-                ServerEvent::ListTerminals(_) => Some(
-                    TerminalsList {
-                        terminals: Vec::new(),
-                    }
-                    .into(),
-                ),
-                command @ (ServerEvent::NewTerminal(_)
-                | ServerEvent::TerminalInput(_)
-                | ServerEvent::TerminalResize(_)
-                | ServerEvent::KillTerminal(_)) => {
-                    tracing::warn!(
-                        command = command.name(),
-                        "terminal command refused: {TERMINALS_UNSUPPORTED}"
-                    );
-                    ServerEvent::error_reply(
-                        command.name(),
-                        &command.payload(),
-                        TERMINALS_UNSUPPORTED,
-                    )
+                ServerEvent::ListTerminals(_) => Some(this.terminals.list().into()),
+                ServerEvent::NewTerminal(req) => {
+                    this.terminals.new_terminal(req).await;
+                    None
+                }
+                ServerEvent::TerminalInput(req) => {
+                    this.terminals.input(req).await;
+                    None
+                }
+                ServerEvent::TerminalResize(req) => {
+                    this.terminals.resize(req).await;
+                    None
+                }
+                ServerEvent::KillTerminal(req) => {
+                    this.terminals.kill(req).await;
+                    None
                 }
                 // The connection handles these itself; they never get here.
                 ServerEvent::RunnerRegistered(_) | ServerEvent::Error(_) => None,
@@ -253,6 +249,10 @@ impl Dispatcher {
             .get("sessionId")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let terminal_id = raw
+            .get("terminalId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if self.closed.is_cancelled() {
             tracing::info!(
                 command = name,
@@ -269,10 +269,18 @@ impl Dispatcher {
         );
         span.in_scope(|| tracing::info!("command received"));
 
-        let lane = match (&command, &session_id) {
-            (ServerEvent::NewSession(_) | ServerEvent::KillSession(_), Some(id)) => {
-                Some(self.join_lane(id))
+        let lane = match (&command, &session_id, &terminal_id) {
+            (ServerEvent::NewSession(_) | ServerEvent::KillSession(_), Some(id), _) => {
+                Some(self.join_lane(&format!("session:{id}")))
             }
+            (
+                ServerEvent::NewTerminal(_)
+                | ServerEvent::TerminalInput(_)
+                | ServerEvent::TerminalResize(_)
+                | ServerEvent::KillTerminal(_),
+                _,
+                Some(id),
+            ) => Some(self.join_lane(&format!("terminal:{id}"))),
             _ => None,
         };
         let handler = Arc::clone(&self.handler);

@@ -18,6 +18,9 @@ use crate::state::now_ms;
 /// Where a heartbeat's session list comes from.
 pub type SessionSnapshot = Arc<dyn Fn() -> Vec<HeartbeatSession> + Send + Sync>;
 
+/// Where a heartbeat's terminal list comes from.
+pub type TerminalSnapshot = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// Builds and sends heartbeats.
 #[derive(Clone)]
 pub struct Heartbeat {
@@ -25,6 +28,7 @@ pub struct Heartbeat {
     started: Instant,
     interval: Duration,
     sessions: SessionSnapshot,
+    terminals: Option<TerminalSnapshot>,
 }
 
 impl std::fmt::Debug for Heartbeat {
@@ -45,7 +49,14 @@ impl Heartbeat {
             started: Instant::now(),
             interval,
             sessions,
+            terminals: None,
         }
+    }
+
+    /// Also reports the terminals `terminals` returns.
+    pub fn with_terminals(mut self, terminals: TerminalSnapshot) -> Self {
+        self.terminals = Some(terminals);
+        self
     }
 
     /// The interval.
@@ -53,14 +64,14 @@ impl Heartbeat {
         self.interval
     }
 
-    /// One heartbeat, as of now. The runner has no terminals yet.
+    /// One heartbeat, as of now.
     pub fn beat(&self) -> RunnerHeartbeat {
         RunnerHeartbeat {
             runner_id: self.runner_id.clone(),
             ts: now_ms(),
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             sessions: (self.sessions)(),
-            terminals: Vec::new(),
+            terminals: self.terminals.as_ref().map(|t| t()).unwrap_or_default(),
         }
     }
 

@@ -3,8 +3,8 @@
 //! A runner connects to a relay over Socket.IO (namespace `/runner`),
 //! registers this machine under a stable identity, and does what the relay
 //! asks: spawn and stop worker processes (sessions), manage skills, list and
-//! read files and report git status inside the workspace roots, and report
-//! provider usage. The wire contract is the `runner-protocol` crate.
+//! read files and report git status inside the workspace roots, open
+//! terminals (shells in pseudo-terminals), and report provider usage. The wire contract is the `runner-protocol` crate.
 //!
 //! [`run`] is the whole daemon; the `pizzapi-runner` binary parses the
 //! command line into a [`config::Config`], installs the signal handlers and
@@ -19,7 +19,8 @@
 //! * [`dispatch`] — decodes incoming events and runs each command in its own
 //!   task; undecodable payloads get the command's error reply.
 //! * [`outbox`] — the channel through which everything reaches the relay.
-//! * [`sessions`], [`skills`], [`files`], [`git`] — the handlers, one per concern.
+//! * [`sessions`], [`skills`], [`files`], [`git`], [`terminals`] — the
+//!   handlers, one per concern.
 //! * [`heartbeat`], [`usage`] — `runner_heartbeat` and `usage_data`.
 //!
 //! # Shutdown
@@ -27,7 +28,8 @@
 //! There is one shutdown path ([`ShutdownHandle`]): SIGINT/SIGTERM (the
 //! `shutdown` future given to [`run`]), the relay's `restart`, and a refusal
 //! by the relay all trigger it. It stops accepting commands, waits briefly
-//! for the ones in flight, stops every worker (with its process group),
+//! for the ones in flight, stops every worker (with its process group) and
+//! every terminal (with its whole session),
 //! sends what is left, disconnects, and releases the lock. The
 //! [`ExitReason`] says which way it ended and gives the exit code.
 #![warn(missing_docs)]
@@ -61,6 +63,7 @@ use crate::outbox::Outbox;
 use crate::sessions::{SessionManager, SessionSettings};
 use crate::skills::SkillStore;
 use crate::state::{EXIT_LOCK_HELD, StateError, StateLock};
+use crate::terminals::{TerminalManager, TerminalSettings};
 use crate::usage::UsageSource;
 
 /// Exit code of a runner the relay refused (bad API key, identity mismatch).
@@ -204,6 +207,12 @@ pub async fn run(
             },
             outbox.clone(),
         );
+        let terminals = {
+            let mut settings =
+                TerminalSettings::new(config.roots.clone(), config.default_cwd.clone());
+            settings.max_terminals = config.max_terminals;
+            TerminalManager::new(settings, outbox.clone())
+        };
         let skills = SkillStore::new(config.skills_dir.clone());
         let usage = UsageSource::new(config.usage_cache_path.clone());
         let services = Services {
@@ -211,6 +220,7 @@ pub async fn run(
             skills: skills.clone(),
             files: files::FileService::new(config.roots.clone()),
             git: git::GitService::new(config.roots.clone(), config.git_timeout),
+            terminals: terminals.clone(),
             usage: usage.clone(),
             control: control.clone(),
         };
@@ -258,11 +268,13 @@ pub async fn run(
         };
         let heartbeat = {
             let sessions = sessions.clone();
+            let terminals = terminals.clone();
             Heartbeat::new(
                 identity.runner_id.clone(),
                 config.heartbeat_interval,
                 Arc::new(move || sessions.heartbeat_sessions()),
             )
+            .with_terminals(Arc::new(move || terminals.ids()))
         };
         let connection = Connection {
             relay_url: config.relay_url.clone(),
@@ -297,7 +309,8 @@ pub async fn run(
             );
         }
         sessions.shutdown().await;
-        tracing::info!("all workers stopped");
+        terminals.shutdown().await;
+        tracing::info!("all workers and terminals stopped");
         usage_stop.cancel();
         let _ = usage_watcher.await;
 

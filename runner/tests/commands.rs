@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use mock_relay::RecordDirection;
 use pizzapi_runner::connection::{Connection, ReconnectPolicy};
-use pizzapi_runner::dispatch::{CommandHandler, Dispatcher, TERMINALS_UNSUPPORTED};
+use pizzapi_runner::dispatch::{CommandHandler, Dispatcher};
 use pizzapi_runner::heartbeat::Heartbeat;
 use pizzapi_runner::outbox::Outbox;
 use pizzapi_runner::{ExitReason, ShutdownHandle};
@@ -130,16 +130,13 @@ async fn malformed_unknown_and_unsupported_commands_over_the_wire() {
         .send_raw(&id, "new_terminal", json!({"terminalId": "t1"}))
         .await
         .unwrap();
-    let reply = expect_in(&relay, mark, "terminal_error").await;
-    assert_eq!(
-        reply.payload,
-        json!({"terminalId": "t1", "message": TERMINALS_UNSUPPORTED})
-    );
+    let reply = expect_in(&relay, mark, "terminal_ready").await;
+    assert_eq!(reply.payload, json!({"terminalId": "t1"}));
     let reply = relay
         .request(&id, ServerEvent::ListTerminals(Default::default()), WAIT)
         .await
         .unwrap();
-    assert_eq!(reply.payload(), json!({"terminals": []}));
+    assert_eq!(reply.payload(), json!({"terminals": ["t1"]}));
     let nothing_for_unknown = relay
         .transcript_since(0, Some(&id))
         .into_iter()
