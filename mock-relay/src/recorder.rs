@@ -1,0 +1,393 @@
+//! The recorder: every event both ways and every connection event, in order.
+//!
+//! Records are appended under one lock, which also assigns the sequence
+//! number and the timestamp, so sequence order, time order and the order of
+//! the NDJSON file are the same. Memory is bounded by a cap: when it is
+//! reached the oldest records are evicted and counted, and readers get a
+//! `records_dropped` marker in their place. The transcript file, when one is
+//! configured, receives every record (it is fed through an unbounded channel,
+//! so a slow disk delays the file, never the relay, and loses nothing).
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::RelayError;
+
+/// Which way a record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordDirection {
+    /// Runner → relay: an event the relay received.
+    In,
+    /// Relay → runner: an event the relay sent.
+    Out,
+    /// Not an event: a handshake, connect, disconnect, fault or other
+    /// relay-side occurrence (including the `records_dropped` marker).
+    Connection,
+}
+
+/// One entry of the transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// Sequence number, starting at 1, without gaps (the `records_dropped`
+    /// marker has sequence number 0).
+    pub seq: u64,
+    /// Microseconds since the relay started (monotonic clock).
+    pub at_us: u64,
+    /// Which way the record went.
+    pub direction: RecordDirection,
+    /// The runner the record is about, when known.
+    pub runner_id: Option<String>,
+    /// The Socket.IO socket id, when there is a socket.
+    pub socket_id: Option<String>,
+    /// The event name (`register_runner`, …) or connection event name
+    /// (`handshake_accepted`, `handshake_refused`, `connect`, `disconnect`, …).
+    pub event: String,
+    /// The event's payload as it was on the wire, or the connection event's
+    /// details (e.g. `{"reason": …}`).
+    pub payload: Value,
+}
+
+/// Name of the marker record that stands for evicted records.
+pub const RECORDS_DROPPED: &str = "records_dropped";
+
+struct Inner {
+    next_seq: u64,
+    records: VecDeque<Record>,
+    cap: usize,
+    dropped: u64,
+    sink: Option<mpsc::UnboundedSender<String>>,
+}
+
+/// The in-memory transcript, with an optional NDJSON file behind it.
+pub(crate) struct Recorder {
+    inner: Mutex<Inner>,
+    started: Instant,
+    latest: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+/// What a transcript file writer needs to finish: the receiving end is
+/// drained and flushed by [`run_sink`].
+pub(crate) type SinkRx = mpsc::UnboundedReceiver<String>;
+
+impl Recorder {
+    pub(crate) fn new(cap: usize, file: bool) -> (Self, Option<SinkRx>) {
+        let (sink, rx) = if file {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let recorder = Recorder {
+            inner: Mutex::new(Inner {
+                next_seq: 1,
+                records: VecDeque::new(),
+                cap: cap.max(1),
+                dropped: 0,
+                sink,
+            }),
+            started: Instant::now(),
+            latest: watch::channel(0).0,
+        };
+        (recorder, rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the deque half-written
+        // (push/pop are atomic from our side), so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record and returns its sequence number.
+    pub(crate) fn push(
+        &self,
+        direction: RecordDirection,
+        runner_id: Option<&str>,
+        socket_id: Option<&str>,
+        event: &str,
+        payload: Value,
+    ) -> u64 {
+        let mut inner = self.lock();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let record = Record {
+            seq,
+            at_us: self.now_us(),
+            direction,
+            runner_id: runner_id.map(str::to_owned),
+            socket_id: socket_id.map(str::to_owned),
+            event: event.to_owned(),
+            payload,
+        };
+        log_record(&record);
+        if let Some(sink) = &inner.sink {
+            // Sent under the lock so that the file is in sequence order.
+            if let Ok(line) = serde_json::to_string(&record) {
+                let _ = sink.send(line);
+            }
+        }
+        if inner.records.len() >= inner.cap {
+            inner.records.pop_front();
+            inner.dropped += 1;
+        }
+        inner.records.push_back(record);
+        drop(inner);
+        self.latest.send_replace(seq);
+        seq
+    }
+
+    /// Microseconds since the relay started.
+    pub(crate) fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Stops feeding the transcript file, so that its writer can finish.
+    pub(crate) fn close_sink(&self) {
+        self.lock().sink = None;
+    }
+
+    /// The sequence number the next record will get.
+    pub(crate) fn mark(&self) -> u64 {
+        self.lock().next_seq
+    }
+
+    /// Records with `seq >= since` (and, when given, about `runner_id`),
+    /// preceded by a `records_dropped` marker when some of the requested
+    /// range was evicted.
+    pub(crate) fn snapshot(&self, since: u64, runner_id: Option<&str>) -> Vec<Record> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        let first_kept = inner.records.front().map_or(inner.next_seq, |r| r.seq);
+        if inner.dropped > 0 && since < first_kept {
+            out.push(Record {
+                seq: 0,
+                at_us: 0,
+                direction: RecordDirection::Connection,
+                runner_id: None,
+                socket_id: None,
+                event: RECORDS_DROPPED.to_owned(),
+                payload: json!({ "dropped": inner.dropped, "firstKeptSeq": first_kept }),
+            });
+        }
+        let start = inner.records.partition_point(|r| r.seq < since);
+        out.extend(
+            inner
+                .records
+                .iter()
+                .skip(start)
+                .filter(|r| runner_id.is_none() || r.runner_id.as_deref() == runner_id)
+                .cloned(),
+        );
+        out
+    }
+
+    /// Forgets every record kept in memory (sequence numbers continue).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.records.clear();
+        inner.dropped = 0;
+    }
+
+    /// The first record with `seq >= since` that matches `pred`, waiting up
+    /// to `timeout` for live ones.
+    pub(crate) async fn expect(
+        &self,
+        since: u64,
+        pred: impl Fn(&Record) -> bool,
+        timeout: Duration,
+    ) -> Result<Record, RelayError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut latest = self.latest.subscribe();
+        let mut from = since;
+        loop {
+            {
+                let inner = self.lock();
+                let start = inner.records.partition_point(|r| r.seq < from);
+                if let Some(found) = inner.records.iter().skip(start).find(|r| pred(r)) {
+                    return Ok(found.clone());
+                }
+                from = from.max(inner.next_seq);
+            }
+            match tokio::time::timeout_at(deadline, latest.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(RelayError::ShutDown),
+                Err(_) => {
+                    return Err(RelayError::Timeout {
+                        what: format!("a matching record from seq {since}"),
+                        after: timeout,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Writes NDJSON lines to `path` until every sender is gone, flushing
+/// whenever the channel runs empty.
+pub(crate) async fn run_sink(path: PathBuf, mut rx: SinkRx) {
+    let file = match std::fs::File::create(&path) {
+        Ok(file) => file,
+        Err(err) => {
+            tracing::error!(path = %path.display(), %err, "cannot create the transcript file");
+            return;
+        }
+    };
+    let mut out = std::io::BufWriter::new(file);
+    while let Some(line) = rx.recv().await {
+        let mut result = writeln!(out, "{line}");
+        while let Ok(line) = rx.try_recv() {
+            result = result.and_then(|()| writeln!(out, "{line}"));
+        }
+        if let Err(err) = result.and_then(|()| out.flush()) {
+            tracing::error!(path = %path.display(), %err, "writing the transcript file failed");
+            return;
+        }
+    }
+}
+
+const LOG_PAYLOAD_CHARS: usize = 300;
+
+fn log_record(record: &Record) {
+    let arrow = match record.direction {
+        RecordDirection::In => "<-",
+        RecordDirection::Out => "->",
+        RecordDirection::Connection => "==",
+    };
+    let mut payload = record.payload.to_string();
+    if payload.len() > LOG_PAYLOAD_CHARS {
+        let mut cut = LOG_PAYLOAD_CHARS;
+        while !payload.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        payload.truncate(cut);
+        payload.push('…');
+    }
+    tracing::info!(
+        target: "mock_relay::events",
+        seq = record.seq,
+        runner_id = record.runner_id.as_deref().unwrap_or("-"),
+        socket_id = record.socket_id.as_deref().unwrap_or("-"),
+        "{arrow} {} {payload}",
+        record.event
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(r: &Recorder, event: &str) -> u64 {
+        r.push(
+            RecordDirection::In,
+            Some("r1"),
+            Some("s1"),
+            event,
+            json!({}),
+        )
+    }
+
+    #[test]
+    fn sequence_numbers_start_at_one_and_mark_is_the_next() {
+        let (r, _) = Recorder::new(10, false);
+        assert_eq!(r.mark(), 1);
+        assert_eq!(push(&r, "a"), 1);
+        assert_eq!(push(&r, "b"), 2);
+        assert_eq!(r.mark(), 3);
+        let all = r.snapshot(0, None);
+        assert_eq!(
+            all.iter().map(|r| r.event.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!(all[0].at_us <= all[1].at_us);
+    }
+
+    #[test]
+    fn the_cap_evicts_oldest_and_leaves_a_marker() {
+        let (r, _) = Recorder::new(3, false);
+        for i in 0..5 {
+            push(&r, &format!("e{i}"));
+        }
+        let all = r.snapshot(0, None);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].event, RECORDS_DROPPED);
+        assert_eq!(all[0].payload, json!({"dropped": 2, "firstKeptSeq": 3}));
+        assert_eq!(
+            all[1..].iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        // A range that was not evicted has no marker.
+        assert_eq!(r.snapshot(4, None).len(), 2);
+        r.clear();
+        assert!(r.snapshot(0, None).is_empty());
+        assert_eq!(push(&r, "after"), 6);
+    }
+
+    #[test]
+    fn snapshot_filters_by_runner() {
+        let (r, _) = Recorder::new(10, false);
+        r.push(RecordDirection::In, Some("a"), None, "x", json!(1));
+        r.push(RecordDirection::Out, Some("b"), None, "y", json!(2));
+        r.push(RecordDirection::Connection, None, None, "z", json!(3));
+        let only_b = r.snapshot(0, Some("b"));
+        assert_eq!(only_b.len(), 1);
+        assert_eq!(only_b[0].event, "y");
+    }
+
+    #[test]
+    fn records_serialize_in_camel_case() {
+        let (r, _) = Recorder::new(10, false);
+        push(&r, "register_runner");
+        let line = serde_json::to_value(&r.snapshot(0, None)[0]).unwrap();
+        assert_eq!(line["runnerId"], "r1");
+        assert_eq!(line["socketId"], "s1");
+        assert_eq!(line["direction"], "in");
+        assert!(line.get("atUs").is_some());
+    }
+
+    #[tokio::test]
+    async fn expect_sees_past_and_live_records() {
+        let (r, _) = Recorder::new(100, false);
+        let r = std::sync::Arc::new(r);
+        push(&r, "old");
+        let found = r
+            .expect(0, |rec| rec.event == "old", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(found.seq, 1);
+        let mark = r.mark();
+        let writer = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    push(&r, &format!("live{i}"));
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let found = r
+            .expect(mark, |rec| rec.event == "live49", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(found.seq, mark + 49);
+        writer.await.unwrap();
+        let err = r
+            .expect(mark, |rec| rec.event == "old", Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RelayError::Timeout { .. }), "{err}");
+    }
+}
