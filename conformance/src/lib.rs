@@ -18,6 +18,48 @@
 
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod normalize;
 pub mod scenario;
 pub mod template;
+
+use std::path::PathBuf;
+
+/// The workspace's root directory (where `fixtures/` is).
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The workspace's scenario files: `fixtures/scenarios/`.
+pub fn scenarios_dir() -> PathBuf {
+    workspace_dir().join("fixtures").join("scenarios")
+}
+
+/// Whether `name` matches a glob of `*` (any run) and `?` (any one character).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    fn go(g: &[u8], n: &[u8]) -> bool {
+        match (g.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(glob.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs() {
+        assert!(super::glob_match("skills-*", "skills-create"));
+        assert!(super::glob_match("*", "x"));
+        assert!(super::glob_match("a?c", "abc"));
+        assert!(!super::glob_match("skills-*", "spawn-ok"));
+        assert!(!super::glob_match("a?c", "ac"));
+    }
+}

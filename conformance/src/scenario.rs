@@ -191,7 +191,9 @@ pub enum Step {
         #[serde(default)]
         capture: BTreeMap<String, String>,
     },
-    /// Require that no such event arrives for a while.
+    /// Require that no such event arrives for a while (events an earlier
+    /// `expect` matched do not count, so `expect` + `expect_none` of one
+    /// event means "exactly once").
     ExpectNone {
         /// The event name.
         event: String,
@@ -264,6 +266,23 @@ pub enum Step {
         exists: Option<bool>,
         /// The content it must have.
         content: Option<String>,
+    },
+    /// Write a file (e.g. to tamper with the runner's state between runs).
+    WriteFs {
+        /// The path (placeholders allowed).
+        path: String,
+        /// The content (placeholders allowed).
+        content: String,
+    },
+    /// Wait for the fixture worker of a session to write its record, then
+    /// set the placeholders `worker_pid`, `grandchild_pid` (when it has
+    /// one) and `worker_cwd`, and `worker_env_<NAME>` for each `PIZZAPI_`
+    /// variable it saw.
+    ReadWorker {
+        /// The session id (placeholders allowed).
+        session: String,
+        /// How long to wait for the record (default 5000 ms).
+        timeout_ms: Option<u64>,
     },
     /// Check a process recorded by the fixture worker (or captured).
     CheckProcess {
@@ -498,12 +517,14 @@ impl Scenario {
                     }
                 }
                 Step::Expect { event, .. } | Step::ExpectNone { event, .. } => {
-                    if !RunnerEvent::is_known(event) && !CONNECTION_EVENTS.contains(&event.as_str())
-                    {
+                    let known = RunnerEvent::is_known(event)
+                        || ServerEvent::is_known(event)
+                        || CONNECTION_EVENTS.contains(&event.as_str());
+                    if !known {
                         return Err((
                             at("event"),
                             format!(
-                                "{event:?} is neither a runner→server event nor one of {CONNECTION_EVENTS:?}"
+                                "{event:?} is neither a /runner event nor one of {CONNECTION_EVENTS:?}"
                             ),
                         ));
                     }
