@@ -116,6 +116,8 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
         }
     };
     let mut failure = run.steps(scenario).await.err();
+    // What happens while the driver stops the runner is not the scenario's.
+    let end = run.relay.mark();
     if let Err(message) = run.tear_down().await
         && failure.is_none()
     {
@@ -124,7 +126,8 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
             message,
         });
     }
-    let transcript = run.relay.transcript();
+    let mut transcript = run.relay.transcript();
+    transcript.retain(|r| r.seq < end);
     let normalized = run.normalize(&transcript);
     let runner_log = run.logs();
     run.relay.clone().shutdown().await;
@@ -364,6 +367,35 @@ impl Run {
                         })?;
                         self.vars.set(name.clone(), value);
                     }
+                }
+            }
+            Step::ExpectOutput {
+                terminal,
+                contains,
+                timeout_ms,
+            } => {
+                let terminal = self.vars.fill(terminal).map_err(|e| e.to_string())?;
+                let needle = self.vars.fill(contains).map_err(|e| e.to_string())?;
+                let timeout = timeout_ms.map_or(DEFAULT_EXPECT, Duration::from_millis);
+                let relay = self.relay.clone();
+                let found = poll(timeout, || {
+                    let output = terminal_output(&relay.transcript_since(0, None), &terminal);
+                    output.contains(&needle).then_some(())
+                })
+                .await;
+                if found.is_none() {
+                    let output = terminal_output(&self.relay.transcript_since(0, None), &terminal);
+                    let tail: String = output
+                        .chars()
+                        .rev()
+                        .take(300)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    return Err(format!(
+                        "terminal {terminal} did not print {needle:?} within {timeout:?}; its output ends with {tail:?}"
+                    ));
                 }
             }
             Step::ExpectNone {
@@ -638,6 +670,22 @@ impl Run {
             .collect();
         normalizer.transcript(&entries, &spans)
     }
+}
+
+/// Everything a terminal printed so far, decoded.
+fn terminal_output(records: &[Record], terminal: &str) -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    for r in records {
+        if r.event == "terminal_data"
+            && r.payload.get("terminalId").and_then(Value::as_str) == Some(terminal)
+            && let Some(data) = r.payload.get("data").and_then(Value::as_str)
+            && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(data)
+        {
+            bytes.extend(decoded);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Copy `copy` of a burst payload: its ids get `-copy` appended.

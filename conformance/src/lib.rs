@@ -38,6 +38,43 @@ pub fn scenarios_dir() -> PathBuf {
     workspace_dir().join("fixtures").join("scenarios")
 }
 
+/// A binary of this workspace in the target directory of the running
+/// executable (same profile), built with cargo when it is not there yet.
+/// Test executables live one level deeper (`target/debug/deps/`).
+pub fn workspace_binary(package: &str, bin: &str) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut dir = exe
+        .parent()
+        .ok_or("this executable has no directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    let path = dir.join(bin);
+    if !path.exists() {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
+        if release {
+            cargo.arg("--release");
+        }
+        if let Some(target) = dir.parent() {
+            cargo.env("CARGO_TARGET_DIR", target);
+        }
+        let status = cargo
+            .current_dir(workspace_dir())
+            .status()
+            .map_err(|e| format!("cannot run cargo to build {bin}: {e}"))?;
+        if !status.success() || !path.exists() {
+            return Err(format!(
+                "building {bin} failed ({status}); build it with `cargo build -p {package}` or name another binary"
+            ));
+        }
+    }
+    Ok(path.display().to_string())
+}
+
 /// Whether `name` matches a glob of `*` (any run) and `?` (any one character).
 pub fn glob_match(glob: &str, name: &str) -> bool {
     fn go(g: &[u8], n: &[u8]) -> bool {

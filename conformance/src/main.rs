@@ -3,6 +3,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -48,6 +49,10 @@ struct Args {
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
 
+    /// Print the runner's log (its stderr) of every failed scenario.
+    #[arg(long)]
+    show_logs: bool,
+
     /// Where the scenario files are. Default: the workspace's
     /// `fixtures/scenarios`.
     #[arg(long, value_name = "DIR")]
@@ -90,11 +95,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .max(1);
     let runner_cmd = match &args.runner_cmd {
         Some(cmd) => split(cmd, "--runner-cmd")?,
-        None => vec![workspace_binary("pizzapi-runner", "pizzapi-runner")?],
+        None => vec![
+            conformance::workspace_binary("pizzapi-runner", "pizzapi-runner")
+                .map_err(anyhow::Error::msg)?,
+        ],
     };
     let worker_cmd = match &args.worker_cmd {
         Some(cmd) => split(cmd, "--worker-cmd")?,
-        None => vec![workspace_binary("fixture-worker", "fixture-worker")?],
+        None => vec![
+            conformance::workspace_binary("fixture-worker", "fixture-worker")
+                .map_err(anyhow::Error::msg)?,
+        ],
     };
     let config = DriverConfig {
         runner_cmd,
@@ -113,6 +124,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
     ));
     let table = table(&outcomes);
     println!("{table}");
+    if args.show_logs {
+        for o in outcomes.iter().filter(|o| !o.passed()) {
+            eprintln!("--- runner log of {} ---\n{}", o.name, o.runner_log);
+        }
+    }
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
     println!("{} passed, {failed} failed", outcomes.len() - failed);
     if let Some(path) = &args.report {
@@ -214,33 +230,4 @@ fn write_report(path: &Path, outcomes: &[Outcome], table: &str) -> anyhow::Resul
         _ => bail!("--report {}: use a .md or .json file", path.display()),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-/// A binary of this workspace, next to this executable (same profile), built
-/// with cargo when it is not there yet.
-fn workspace_binary(package: &str, bin: &str) -> anyhow::Result<String> {
-    let exe = std::env::current_exe().context("cannot find this executable")?;
-    let dir = exe.parent().context("this executable has no directory")?;
-    let path = dir.join(bin);
-    if !path.exists() {
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        eprintln!(
-            "building {bin} (cargo build -p {package}{})",
-            if release { " --release" } else { "" }
-        );
-        let mut cargo =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
-        if release {
-            cargo.arg("--release");
-        }
-        let status = cargo
-            .current_dir(conformance::workspace_dir())
-            .status()
-            .context("cannot run cargo")?;
-        if !status.success() || !path.exists() {
-            bail!("building {bin} failed; pass --runner-cmd/--worker-cmd to use another binary");
-        }
-    }
-    Ok(path.display().to_string())
 }

@@ -10,10 +10,10 @@
 //! * secrets become `<secret>`; clocks, pids and uptimes become `<time>`,
 //!   `<pid>` and `<uptime>`;
 //! * sandbox paths become their placeholder (`<root>`, `<home>`, `<sandbox>`);
-//! * periodic events (`runner_heartbeat`) are left out: how many fit in a
-//!   run is a matter of timing (scenarios check them with `expect` steps);
-//! * consecutive `terminal_data` events of one terminal are joined, their
-//!   bytes decoded, because how output is cut into events is timing too.
+//! * periodic and streamed events (`runner_heartbeat`, `terminal_data`) are
+//!   left out: how many arrive, how output is cut into events and how it
+//!   interleaves with other events is a matter of timing (scenarios check
+//!   them with `expect` and `expect_output` steps).
 //!
 //! Where the driver marks a span of entries as *unordered* (a burst of
 //! concurrent requests and their replies), the span is written relay-side
@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use serde_json::{Map, Value};
 
 /// Which way an entry went.
@@ -60,7 +59,7 @@ pub struct Entry {
 }
 
 /// Events left out of the text because their count depends on timing.
-pub const PERIODIC_EVENTS: &[&str] = &["runner_heartbeat"];
+pub const PERIODIC_EVENTS: &[&str] = &["runner_heartbeat", "terminal_data"];
 
 /// The stateful part of normalization: placeholders assigned so far.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +131,23 @@ impl Normalizer {
         for (prefix, placeholder) in &self.paths {
             out = out.replace(prefix.as_str(), placeholder);
         }
+        // Ids also appear inside messages ("… for runner <id>"). Ids of one
+        // character are left alone: they would match inside ordinary words.
+        let mut ids: Vec<(&String, String)> = self
+            .ids
+            .iter()
+            .flat_map(|(kind, ids)| {
+                ids.iter()
+                    .map(move |(raw, n)| (raw, format!("<{kind}-{n}>")))
+            })
+            .filter(|(raw, _)| raw.chars().count() > 1)
+            .collect();
+        ids.sort_by_key(|(raw, _)| std::cmp::Reverse(raw.len()));
+        for (raw, placeholder) in ids {
+            if out.contains(raw.as_str()) {
+                out = out.replace(raw.as_str(), &placeholder);
+            }
+        }
         out
     }
 
@@ -186,7 +202,14 @@ impl Normalizer {
     /// The whole transcript as text, one line per event, with `unordered`
     /// spans (index ranges into `entries`) in canonical order.
     pub fn transcript(&mut self, entries: &[Entry], unordered: &[Range<usize>]) -> String {
-        let entries = join_terminal_data(entries);
+        // Number every id before writing anything, so that an id mentioned
+        // in a message before its first id field is replaced as well. The
+        // second pass assigns the same numbers in the same order.
+        let mut first_pass = self.clone();
+        for entry in entries {
+            first_pass.value(&entry.payload);
+        }
+        self.ids = first_pass.ids;
         let mut lines: Vec<String> = Vec::new();
         let mut i = 0;
         while i < entries.len() {
@@ -224,63 +247,9 @@ impl Normalizer {
     }
 }
 
-/// The name of an entry whose content was joined into an earlier one.
-const JOINED: &str = "";
-
 /// Whether an entry is left out of the text.
 fn skipped(entry: &Entry) -> bool {
-    entry.event == JOINED || PERIODIC_EVENTS.contains(&entry.event.as_str())
-}
-
-/// Joins runs of `terminal_data` of one terminal into one entry with the
-/// decoded `text`. Index ranges stay valid: joined entries keep their slots
-/// as nameless entries that [`Normalizer::transcript`] skips.
-fn join_terminal_data(entries: &[Entry]) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
-    let mut last_data: Option<usize> = None;
-    for entry in entries {
-        let terminal = (entry.event == "terminal_data")
-            .then(|| entry.payload.get("terminalId").cloned())
-            .flatten();
-        let bytes = terminal.as_ref().and_then(|_| {
-            entry
-                .payload
-                .get("data")
-                .and_then(Value::as_str)
-                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-        });
-        match (terminal, bytes, last_data) {
-            (Some(t), Some(bytes), Some(at)) if out[at].payload.get("terminalId") == Some(&t) => {
-                let text = out[at].payload["text"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-                    + &String::from_utf8_lossy(&bytes);
-                out[at].payload["text"] = Value::String(text);
-                out.push(Entry {
-                    flow: entry.flow,
-                    event: JOINED.to_owned(),
-                    payload: Value::Null,
-                });
-            }
-            (Some(t), Some(bytes), _) => {
-                last_data = Some(out.len());
-                out.push(Entry {
-                    flow: entry.flow,
-                    event: entry.event.clone(),
-                    payload: serde_json::json!({
-                        "terminalId": t,
-                        "text": String::from_utf8_lossy(&bytes),
-                    }),
-                });
-            }
-            _ => {
-                last_data = None;
-                out.push(entry.clone());
-            }
-        }
-    }
-    out
+    PERIODIC_EVENTS.contains(&entry.event.as_str())
 }
 
 fn compact(value: &Value) -> String {
@@ -354,6 +323,32 @@ mod tests {
     }
 
     #[test]
+    fn ids_inside_messages_are_replaced() {
+        let entries = [
+            e(
+                Flow::ToRunner,
+                "error",
+                json!({"message": "secret mismatch for runner 0d2b-39c0"}),
+            ),
+            e(
+                Flow::FromRunner,
+                "register_runner",
+                json!({"runnerId": "0d2b-39c0"}),
+            ),
+            e(
+                Flow::FromRunner,
+                "session_error",
+                json!({"sessionId": "s", "message": "Session already running: s"}),
+            ),
+        ];
+        let text = Normalizer::new().transcript(&entries, &[]);
+        assert_eq!(
+            text,
+            "→ error {\"message\":\"secret mismatch for runner <runner-1>\"}\n← register_runner {\"runnerId\":\"<runner-1>\"}\n← session_error {\"message\":\"Session already running: s\",\"sessionId\":\"<session-1>\"}\n"
+        );
+    }
+
+    #[test]
     fn unordered_spans_have_one_canonical_order() {
         let burst = |order: &[usize]| {
             let mut entries = vec![e(Flow::ToRunner, "list_skills", json!({"requestId": "a"}))];
@@ -383,30 +378,27 @@ mod tests {
     }
 
     #[test]
-    fn terminal_output_is_joined_however_it_was_cut() {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let cut = |parts: &[&str]| {
-            let mut entries: Vec<Entry> = parts
-                .iter()
-                .map(|p| {
-                    e(
-                        Flow::FromRunner,
-                        "terminal_data",
-                        json!({"terminalId": "t", "data": b64(p)}),
-                    )
-                })
-                .collect();
-            entries.push(e(
+    fn streamed_and_periodic_events_are_left_out() {
+        let entries = [
+            e(
+                Flow::FromRunner,
+                "terminal_data",
+                json!({"terminalId": "t", "data": "NDI="}),
+            ),
+            e(
+                Flow::FromRunner,
+                "runner_heartbeat",
+                json!({"runnerId": "r", "ts": 1}),
+            ),
+            e(
                 Flow::FromRunner,
                 "terminal_exit",
                 json!({"terminalId": "t", "exitCode": 0}),
-            ));
-            Normalizer::new().transcript(&entries, &[])
-        };
-        assert_eq!(cut(&["42\r\n"]), cut(&["4", "2\r", "\n"]));
+            ),
+        ];
         assert_eq!(
-            cut(&["4", "2"]),
-            "← terminal_data {\"terminalId\":\"<terminal-1>\",\"text\":\"42\"}\n← terminal_exit {\"exitCode\":0,\"terminalId\":\"<terminal-1>\"}\n"
+            Normalizer::new().transcript(&entries, &[]),
+            "← terminal_exit {\"exitCode\":0,\"terminalId\":\"<terminal-1>\"}\n"
         );
     }
 }

@@ -191,6 +191,16 @@ pub enum Step {
         #[serde(default)]
         capture: BTreeMap<String, String>,
     },
+    /// Wait until a terminal's output (all its `terminal_data`, decoded and
+    /// joined) contains a text.
+    ExpectOutput {
+        /// The terminal id (placeholders allowed).
+        terminal: String,
+        /// The text to find (placeholders allowed; `\r\n` as the PTY writes it).
+        contains: String,
+        /// How long to wait (default 5000 ms).
+        timeout_ms: Option<u64>,
+    },
     /// Require that no such event arrives for a while (events an earlier
     /// `expect` matched do not count, so `expect` + `expect_none` of one
     /// event means "exactly once").
