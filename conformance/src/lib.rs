@@ -1,1 +1,102 @@
-//! placeholder
+//! Conformance scenarios for `/runner` runners.
+//!
+//! A scenario ([`scenario::Scenario`]) sets up a sandbox and scripts what a
+//! relay sends and expects; the driver (to come) runs it against any runner
+//! *process* through the mock relay and returns the relay's transcript;
+//! [`normalize`] turns a transcript into stable text for snapshots. The
+//! crate never links runner code into its verdicts, so it judges other
+//! runner implementations as well as ours.
+//!
+//! Modules:
+//!
+//! * [`scenario`] — the scenario model and its TOML form, with errors that
+//!   point at the file, line and field;
+//! * [`template`] — placeholders (`{root}`, captured ids), JSON subset
+//!   matching and captures;
+//! * [`normalize`] — transcript → text: numbered id placeholders, secrets,
+//!   clocks and sandbox paths replaced, canonical order for bursts.
+
+#![warn(missing_docs)]
+
+pub mod driver;
+pub mod normalize;
+pub mod scenario;
+pub mod template;
+
+use std::path::PathBuf;
+
+/// The workspace's root directory (where `fixtures/` is).
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The workspace's scenario files: `fixtures/scenarios/`.
+pub fn scenarios_dir() -> PathBuf {
+    workspace_dir().join("fixtures").join("scenarios")
+}
+
+/// A binary of this workspace in the target directory of the running
+/// executable (same profile), built with cargo when it is not there yet.
+/// Test executables live one level deeper (`target/debug/deps/`).
+pub fn workspace_binary(package: &str, bin: &str) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut dir = exe
+        .parent()
+        .ok_or("this executable has no directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    let path = dir.join(bin);
+    if !path.exists() {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
+        if release {
+            cargo.arg("--release");
+        }
+        if let Some(target) = dir.parent() {
+            cargo.env("CARGO_TARGET_DIR", target);
+        }
+        let status = cargo
+            .current_dir(workspace_dir())
+            .status()
+            .map_err(|e| format!("cannot run cargo to build {bin}: {e}"))?;
+        if !status.success() || !path.exists() {
+            return Err(format!(
+                "building {bin} failed ({status}); build it with `cargo build -p {package}` or name another binary"
+            ));
+        }
+    }
+    Ok(path.display().to_string())
+}
+
+/// Whether `name` matches a glob of `*` (any run) and `?` (any one character).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    fn go(g: &[u8], n: &[u8]) -> bool {
+        match (g.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&g[1..], n) || (!n.is_empty() && go(g, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&g[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&g[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(glob.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs() {
+        assert!(super::glob_match("skills-*", "skills-create"));
+        assert!(super::glob_match("*", "x"));
+        assert!(super::glob_match("a?c", "abc"));
+        assert!(!super::glob_match("skills-*", "spawn-ok"));
+        assert!(!super::glob_match("a?c", "ac"));
+    }
+}

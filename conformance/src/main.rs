@@ -1,0 +1,233 @@
+//! `runner-conformance`: runs the `/runner` conformance scenarios against a
+//! runner command and prints a pass/fail table.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use conformance::driver::{self, DriverConfig, Outcome};
+use conformance::scenario::Scenario;
+
+/// Runs the /runner protocol conformance scenarios against a runner.
+///
+/// Each scenario starts its own mock relay on a loopback port, launches the
+/// runner command with a fresh HOME, workspace roots and state file, drives
+/// it through the scenario's steps and checks every reply. Any runner
+/// implementation can be tested: it only has to read the PIZZAPI_*
+/// environment variables of the protocol reference.
+#[derive(Debug, Parser)]
+#[command(name = "runner-conformance", version)]
+struct Args {
+    /// The runner to test, as a command line (split like a shell would).
+    /// Default: this workspace's `pizzapi-runner`, built if needed.
+    #[arg(long, value_name = "CMD")]
+    runner_cmd: Option<String>,
+
+    /// The worker the runner spawns for sessions, as a command line.
+    /// Default: this workspace's `fixture-worker`, built if needed.
+    #[arg(long, value_name = "CMD")]
+    worker_cmd: Option<String>,
+
+    /// Run only scenarios whose name matches this glob (`*` and `?`),
+    /// e.g. `skills-*`. Default: all.
+    #[arg(long, value_name = "GLOB")]
+    scenario: Option<String>,
+
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+
+    /// Write a report: `.md` for a markdown table, `.json` for data.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+
+    /// How many scenarios run at once. Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+
+    /// Print the runner's log (its stderr) of every failed scenario.
+    #[arg(long)]
+    show_logs: bool,
+
+    /// Where the scenario files are. Default: the workspace's
+    /// `fixtures/scenarios`.
+    #[arg(long, value_name = "DIR")]
+    scenarios: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("runner-conformance: {err:#}");
+            ExitCode::from(64)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<bool> {
+    let dir = args
+        .scenarios
+        .clone()
+        .unwrap_or_else(conformance::scenarios_dir);
+    let mut scenarios = Scenario::load_dir(&dir).map_err(anyhow::Error::msg)?;
+    if let Some(glob) = &args.scenario {
+        scenarios.retain(|(_, s)| conformance::glob_match(glob, &s.name));
+        if scenarios.is_empty() {
+            bail!("no scenario matches {glob:?} (see --list)");
+        }
+    }
+    if args.list {
+        for (_, s) in &scenarios {
+            println!("{:<40} {}", s.name, s.description);
+        }
+        return Ok(true);
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let runner_cmd = match &args.runner_cmd {
+        Some(cmd) => split(cmd, "--runner-cmd")?,
+        None => vec![
+            conformance::workspace_binary("pizzapi-runner", "pizzapi-runner")
+                .map_err(anyhow::Error::msg)?,
+        ],
+    };
+    let worker_cmd = match &args.worker_cmd {
+        Some(cmd) => split(cmd, "--worker-cmd")?,
+        None => vec![
+            conformance::workspace_binary("fixture-worker", "fixture-worker")
+                .map_err(anyhow::Error::msg)?,
+        ],
+    };
+    let config = DriverConfig {
+        runner_cmd,
+        worker_cmd,
+    };
+    eprintln!(
+        "running {} scenarios, {jobs} at a time, against {}",
+        scenarios.len(),
+        shell_words::join(&config.runner_cmd)
+    );
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcomes = runtime.block_on(run_all(
+        scenarios.into_iter().map(|(_, s)| s).collect(),
+        config,
+        jobs,
+    ));
+    let table = table(&outcomes);
+    println!("{table}");
+    if args.show_logs {
+        for o in outcomes.iter().filter(|o| !o.passed()) {
+            eprintln!("--- runner log of {} ---\n{}", o.name, o.runner_log);
+        }
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    if let Some(path) = &args.report {
+        write_report(path, &outcomes, &table)?;
+    }
+    Ok(failed == 0)
+}
+
+fn split(cmd: &str, flag: &str) -> anyhow::Result<Vec<String>> {
+    let words = shell_words::split(cmd).with_context(|| format!("{flag} {cmd:?}"))?;
+    if words.is_empty() {
+        bail!("{flag} is empty");
+    }
+    Ok(words)
+}
+
+async fn run_all(scenarios: Vec<Scenario>, config: DriverConfig, jobs: usize) -> Vec<Outcome> {
+    let config = Arc::new(config);
+    let gate = Arc::new(tokio::sync::Semaphore::new(jobs));
+    let total = scenarios.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, scenario) in scenarios.into_iter().enumerate() {
+        let config = config.clone();
+        let gate = gate.clone();
+        tasks.spawn(async move {
+            let _slot = gate
+                .acquire_owned()
+                .await
+                .expect("the gate is never closed");
+            (index, driver::run(&scenario, &config).await)
+        });
+    }
+    let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
+    let mut done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, outcome)) => {
+                done += 1;
+                eprintln!(
+                    "[{done:>3}/{total}] {} {} ({:.1}s)",
+                    if outcome.passed() { "pass" } else { "FAIL" },
+                    outcome.name,
+                    outcome.elapsed.as_secs_f64()
+                );
+                let _ = std::io::stderr().flush();
+                outcomes[index] = Some(outcome);
+            }
+            Err(err) => eprintln!("a scenario task failed: {err}"),
+        }
+    }
+    outcomes.into_iter().flatten().collect()
+}
+
+fn table(outcomes: &[Outcome]) -> String {
+    let mut out =
+        String::from("| scenario | result | time | first difference |\n|---|---|---|---|\n");
+    for o in outcomes {
+        let diff = match &o.failure {
+            None => String::new(),
+            Some(f) => {
+                let tail = o.transcript_tail(6);
+                let mut text = f.to_string();
+                if !tail.is_empty() {
+                    text.push_str(" — transcript tail: ");
+                    text.push_str(&tail.replace('\n', " ⏎ "));
+                }
+                text.replace('|', "\\|").replace('\n', " ")
+            }
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.1}s | {} |\n",
+            o.name,
+            if o.passed() { "pass" } else { "**FAIL**" },
+            o.elapsed.as_secs_f64(),
+            diff
+        ));
+    }
+    out
+}
+
+fn write_report(path: &Path, outcomes: &[Outcome], table: &str) -> anyhow::Result<()> {
+    let text = match path.extension().and_then(|e| e.to_str()) {
+        Some("md") => table.to_owned(),
+        Some("json") => {
+            let rows: Vec<serde_json::Value> = outcomes
+                .iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "name": o.name,
+                        "passed": o.passed(),
+                        "elapsedMs": o.elapsed.as_millis() as u64,
+                        "failure": o.failure.as_ref().map(|f| f.to_string()),
+                        "transcriptTail": o.failure.as_ref().map(|_| o.transcript_tail(20)),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&rows)? + "\n"
+        }
+        _ => bail!("--report {}: use a .md or .json file", path.display()),
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,96 @@
+//! Every scenario in `fixtures/scenarios/` runs against this workspace's
+//! runner and must pass; its normalized transcript must be the same on two
+//! runs and equal its snapshot (`snapshots/scenarios__transcript@<file>.snap`).
+//! Review a changed transcript with `cargo insta review`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use conformance::driver::{self, DriverConfig};
+use conformance::scenario::Scenario;
+
+fn config() -> DriverConfig {
+    let binary = |package: &str| {
+        conformance::workspace_binary(package, package).unwrap_or_else(|e| panic!("{e}"))
+    };
+    DriverConfig {
+        runner_cmd: vec![binary("pizzapi-runner")],
+        worker_cmd: vec![binary("fixture-worker")],
+    }
+}
+
+/// Runs every scenario twice, a few at a time, and returns the normalized
+/// transcript of each by file name — or panics with every failure.
+fn run_everything() -> BTreeMap<PathBuf, String> {
+    let scenarios =
+        Scenario::load_dir(&conformance::scenarios_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        scenarios.len() >= 40,
+        "only {} scenarios found",
+        scenarios.len()
+    );
+    let config = config();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (path, scenario) in scenarios {
+            let config = config.clone();
+            let gate = gate.clone();
+            tasks.spawn(async move {
+                let _slot = gate.acquire_owned().await.unwrap();
+                let first = driver::run(&scenario, &config).await;
+                let second = driver::run(&scenario, &config).await;
+                (path, first, second)
+            });
+        }
+        let mut texts = BTreeMap::new();
+        let mut problems = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (path, first, second) = joined.unwrap();
+            for outcome in [&first, &second] {
+                if let Some(failure) = &outcome.failure {
+                    problems.push(format!(
+                        "{}: {failure}\n  transcript tail:\n{}\n  runner log tail:\n{}",
+                        outcome.name,
+                        outcome.transcript_tail(8),
+                        tail(&outcome.runner_log, 15)
+                    ));
+                }
+            }
+            if first.passed() && second.passed() && first.normalized != second.normalized {
+                problems.push(format!(
+                    "{}: two runs gave different transcripts:\n--- first\n{}--- second\n{}",
+                    first.name, first.normalized, second.normalized
+                ));
+            }
+            texts.insert(path, first.normalized);
+        }
+        assert!(
+            problems.is_empty(),
+            "{} problem(s):\n\n{}",
+            problems.len(),
+            problems.join("\n\n")
+        );
+        texts
+    })
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[test]
+fn transcript() {
+    let texts = run_everything();
+    let mut checked = 0;
+    insta::glob!("../../fixtures/scenarios", "*.toml", |path| {
+        let text = texts
+            .get(path)
+            .unwrap_or_else(|| panic!("{} was not run", path.display()));
+        insta::assert_snapshot!(text);
+        checked += 1;
+    });
+    assert_eq!(checked, texts.len(), "every scenario has a snapshot check");
+}
