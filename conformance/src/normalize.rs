@@ -7,13 +7,19 @@
 //! * ids become numbered placeholders in first-seen order, per kind:
 //!   `<session-1>`, `<request-2>`, `<runner-1>`, `<terminal-1>`, `<socket-1>`
 //!   (an empty id stays empty: it means "none" on the wire);
-//! * secrets become `<secret>`; clocks, pids and uptimes become `<time>`,
-//!   `<pid>` and `<uptime>`;
+//! * secrets become `<secret>`; clocks, pids, uptimes and the runner's
+//!   version become `<time>`, `<pid>`, `<uptime>` and `<version>`;
 //! * sandbox paths become their placeholder (`<root>`, `<home>`, `<sandbox>`);
 //! * periodic and streamed events (`runner_heartbeat`, `terminal_data`) are
 //!   left out: how many arrive, how output is cut into events and how it
 //!   interleaves with other events is a matter of timing (scenarios check
 //!   them with `expect` and `expect_output` steps).
+//!
+//! Two more canonical forms make runs repeatable: the `reason` of a
+//! `disconnect` becomes `<reason>` (whether the socket or the namespace
+//! closes first is transport detail), and a run of consecutive runner
+//! events of one name about *different* ids (two terminals exiting during
+//! shutdown) is sorted; events about the same id keep their order.
 //!
 //! Where the driver marks a span of entries as *unordered* (a burst of
 //! concurrent requests and their replies), the span is written relay-side
@@ -89,6 +95,8 @@ fn volatile(key: &str) -> Option<&'static str> {
         "now" | "ts" | "startedAt" | "connectedAt" | "fetchedAt" => "<time>",
         "pid" | "grandchildPid" => "<pid>",
         "uptimeMs" => "<uptime>",
+        // The runner's own version: a release must not rewrite every snapshot.
+        "version" => "<version>",
         _ => return None,
     })
 }
@@ -190,7 +198,13 @@ impl Normalizer {
 
     /// One line of text for one entry.
     pub fn line(&mut self, entry: &Entry) -> String {
-        let payload = self.value(&entry.payload);
+        let mut payload = self.value(&entry.payload);
+        if entry.flow == Flow::Connection
+            && entry.event == "disconnect"
+            && let Some(reason) = payload.get_mut("reason")
+        {
+            *reason = Value::String("<reason>".to_owned());
+        }
         format!(
             "{} {} {}",
             entry.flow.arrow(),
@@ -236,15 +250,57 @@ impl Normalizer {
                 continue;
             }
             let entry = &entries[i];
-            if !skipped(entry) {
-                lines.push(self.line(entry));
+            if skipped(entry) {
+                i += 1;
+                continue;
             }
-            i += 1;
+            // A run of runner events of this name, each about another id.
+            let mut end = i + 1;
+            let mut ids = vec![subject(entry)];
+            while end < entries.len() {
+                let next = &entries[end];
+                if skipped(next) {
+                    end += 1;
+                    continue;
+                }
+                if next.flow != Flow::FromRunner
+                    || entry.flow != Flow::FromRunner
+                    || next.event != entry.event
+                    || unordered.iter().any(|r| r.start == end)
+                    || ids.contains(&subject(next))
+                    || subject(next).is_none()
+                {
+                    break;
+                }
+                ids.push(subject(next));
+                end += 1;
+            }
+            if ids.len() > 1 && ids.iter().all(Option::is_some) {
+                let mut run: Vec<String> = entries[i..end]
+                    .iter()
+                    .filter(|e| !skipped(e))
+                    .map(|e| self.line(e))
+                    .collect();
+                run.sort();
+                lines.extend(run);
+                i = end;
+            } else {
+                lines.push(self.line(entry));
+                i += 1;
+            }
         }
         let mut text = lines.join("\n");
         text.push('\n');
         text
     }
+}
+
+/// The id an event is about: its session, terminal or request id.
+fn subject(entry: &Entry) -> Option<String> {
+    ["sessionId", "terminalId", "requestId"]
+        .iter()
+        .find_map(|key| entry.payload.get(*key).and_then(Value::as_str))
+        .map(str::to_owned)
 }
 
 /// Whether an entry is left out of the text.
@@ -375,6 +431,45 @@ mod tests {
             a,
             "→ list_skills {\"requestId\":\"<request-1>\"}\n→ list_skills {\"requestId\":\"<request-2>\"}\n← skills_list {\"requestId\":\"<request-1>\",\"skills\":[]}\n← skills_list {\"requestId\":\"<request-2>\",\"skills\":[]}\n→ ping {}\n"
         );
+    }
+
+    #[test]
+    fn independent_events_of_one_kind_are_sorted_and_reasons_hidden() {
+        let run = |first: &str, second: &str| {
+            let entries = [
+                e(Flow::ToRunner, "new_terminal", json!({"terminalId": "a"})),
+                e(Flow::ToRunner, "new_terminal", json!({"terminalId": "b"})),
+                e(
+                    Flow::FromRunner,
+                    "terminal_exit",
+                    json!({"terminalId": first, "exitCode": -1}),
+                ),
+                e(
+                    Flow::FromRunner,
+                    "terminal_exit",
+                    json!({"terminalId": second, "exitCode": -1}),
+                ),
+                e(Flow::Connection, "disconnect", json!({"reason": first})),
+            ];
+            Normalizer::new().transcript(&entries, &[])
+        };
+        assert_eq!(run("a", "b"), run("b", "a"));
+        assert!(run("a", "b").ends_with("· disconnect {\"reason\":\"<reason>\"}\n"));
+        // Events about one id keep their order.
+        let same = |texts: [&str; 2]| {
+            let entries: Vec<Entry> = texts
+                .iter()
+                .map(|t| {
+                    e(
+                        Flow::FromRunner,
+                        "runner_session_event",
+                        json!({"sessionId": "s", "event": {"t": t}}),
+                    )
+                })
+                .collect();
+            Normalizer::new().transcript(&entries, &[])
+        };
+        assert_ne!(same(["1", "2"]), same(["2", "1"]));
     }
 
     #[test]

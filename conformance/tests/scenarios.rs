@@ -20,8 +20,8 @@ fn config() -> DriverConfig {
 }
 
 /// Runs every scenario twice, a few at a time, and returns the normalized
-/// transcript of each by file name — or panics with every failure.
-fn run_everything() -> BTreeMap<PathBuf, String> {
+/// transcript of each by file name, and every failure.
+fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
     let scenarios =
         Scenario::load_dir(&conformance::scenarios_dir()).unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -66,13 +66,7 @@ fn run_everything() -> BTreeMap<PathBuf, String> {
             }
             texts.insert(path, first.normalized);
         }
-        assert!(
-            problems.is_empty(),
-            "{} problem(s):\n\n{}",
-            problems.len(),
-            problems.join("\n\n")
-        );
-        texts
+        (texts, problems)
     })
 }
 
@@ -83,7 +77,17 @@ fn tail(text: &str, lines: usize) -> String {
 
 #[test]
 fn transcript() {
-    let texts = run_everything();
+    let (texts, problems) = run_everything();
+    // Failed steps are reported first; the snapshots are still compared, so
+    // a broken rule shows both where a step failed and how the transcript
+    // changed.
+    if !problems.is_empty() {
+        eprintln!(
+            "{} problem(s):\n\n{}\n",
+            problems.len(),
+            problems.join("\n\n")
+        );
+    }
     let mut checked = 0;
     insta::glob!("../../fixtures/scenarios", "*.toml", |path| {
         let text = texts
@@ -93,4 +97,9 @@ fn transcript() {
         checked += 1;
     });
     assert_eq!(checked, texts.len(), "every scenario has a snapshot check");
+    assert!(
+        problems.is_empty(),
+        "{} scenario problem(s), listed above",
+        problems.len()
+    );
 }
