@@ -93,6 +93,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
+    if args.runner_cmd.is_none() || args.worker_cmd.is_none() {
+        eprintln!(
+            "using this workspace's pizzapi-runner and fixture-worker (built now if missing; the first build takes a few minutes)"
+        );
+    }
     let runner_cmd = match &args.runner_cmd {
         Some(cmd) => split(cmd, "--runner-cmd")?,
         None => vec![
