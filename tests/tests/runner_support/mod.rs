@@ -28,18 +28,25 @@ pub fn worker_binary() -> PathBuf {
         .clone()
 }
 
-/// Builds `bin` of `package` for this test build and returns its path.
+/// The path of `bin` of `package` for this test build, built when missing.
 ///
 /// Test executables live in `target/<profile>/deps/`; binaries sit in
-/// `target/<profile>/`. `cargo build` runs once per binary and test process
-/// (a no-op when the binary is up to date), so a test never runs a stale
-/// binary after `cargo test -p e2e-tests` alone.
+/// `target/<profile>/`. `cargo test --workspace` builds every binary of the
+/// workspace before it runs a test, with the workspace's features. A
+/// `cargo build -p <package>` here would resolve the features of that one
+/// package and rebuild much of the dependency tree, so it only runs when the
+/// binary is not there at all (e.g. after `cargo test -p e2e-tests` on a
+/// fresh target directory; run `cargo build` first after changing a binary).
 fn build_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("test executable under target/<profile>/deps");
+    let path = profile_dir.join(bin);
+    if path.exists() {
+        return path;
+    }
     let target_dir = profile_dir.parent().expect("target directory");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = std::process::Command::new(cargo);
@@ -57,7 +64,6 @@ fn build_binary(package: &str, bin: &str) -> PathBuf {
     }
     let status = build.status().expect("running cargo build");
     assert!(status.success(), "cargo build -p {package} failed");
-    let path = profile_dir.join(bin);
     assert!(path.exists(), "{} missing after the build", path.display());
     path
 }
