@@ -38,10 +38,11 @@ pub fn scenarios_dir() -> PathBuf {
     workspace_dir().join("fixtures").join("scenarios")
 }
 
-/// A binary of this workspace in the target directory of the running
-/// executable (same profile), built with cargo when it is not there yet.
-/// Test executables live one level deeper (`target/debug/deps/`).
-pub fn workspace_binary(package: &str, bin: &str) -> Result<String, String> {
+/// Binaries of this workspace in the target directory of the running
+/// executable (same profile), as `(package, binary)` pairs; the missing ones
+/// are built with one cargo call. Test executables live one level deeper
+/// (`target/debug/deps/`).
+pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut dir = exe
         .parent()
@@ -50,13 +51,18 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<String, String> {
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
-    let path = dir.join(bin);
-    if !path.exists() {
-        let release = dir.file_name().is_some_and(|n| n == "release");
+    let missing: Vec<&(&str, &str)> = wanted
+        .iter()
+        .filter(|(_, bin)| !dir.join(bin).exists())
+        .collect();
+    if !missing.is_empty() {
         let mut cargo =
             std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "--quiet", "-p", package, "--bin", bin]);
-        if release {
+        cargo.args(["build", "--quiet"]);
+        for (package, bin) in &missing {
+            cargo.args(["-p", package, "--bin", bin]);
+        }
+        if dir.file_name().is_some_and(|n| n == "release") {
             cargo.arg("--release");
         }
         if let Some(target) = dir.parent() {
@@ -65,14 +71,19 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<String, String> {
         let status = cargo
             .current_dir(workspace_dir())
             .status()
-            .map_err(|e| format!("cannot run cargo to build {bin}: {e}"))?;
-        if !status.success() || !path.exists() {
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        let names: Vec<&str> = missing.iter().map(|(_, bin)| *bin).collect();
+        if !status.success() || missing.iter().any(|(_, bin)| !dir.join(bin).exists()) {
             return Err(format!(
-                "building {bin} failed ({status}); build it with `cargo build -p {package}` or name another binary"
+                "building {} failed ({status}); build them with `cargo build`",
+                names.join(" and ")
             ));
         }
     }
-    Ok(path.display().to_string())
+    Ok(wanted
+        .iter()
+        .map(|(_, bin)| dir.join(bin).display().to_string())
+        .collect())
 }
 
 /// Whether `name` matches a glob of `*` (any run) and `?` (any one character).

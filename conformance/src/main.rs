@@ -98,19 +98,23 @@ fn run(args: Args) -> anyhow::Result<bool> {
             "using this workspace's pizzapi-runner and fixture-worker (built now if missing; the first build takes a few minutes)"
         );
     }
+    let mut wanted = Vec::new();
+    if args.runner_cmd.is_none() {
+        wanted.push(("pizzapi-runner", "pizzapi-runner"));
+    }
+    if args.worker_cmd.is_none() {
+        wanted.push(("fixture-worker", "fixture-worker"));
+    }
+    let mut built = conformance::workspace_binaries(&wanted)
+        .map_err(anyhow::Error::msg)?
+        .into_iter();
     let runner_cmd = match &args.runner_cmd {
         Some(cmd) => split(cmd, "--runner-cmd")?,
-        None => vec![
-            conformance::workspace_binary("pizzapi-runner", "pizzapi-runner")
-                .map_err(anyhow::Error::msg)?,
-        ],
+        None => vec![built.next().expect("one path per wanted binary")],
     };
     let worker_cmd = match &args.worker_cmd {
         Some(cmd) => split(cmd, "--worker-cmd")?,
-        None => vec![
-            conformance::workspace_binary("fixture-worker", "fixture-worker")
-                .map_err(anyhow::Error::msg)?,
-        ],
+        None => vec![built.next().expect("one path per wanted binary")],
     };
     let config = DriverConfig {
         runner_cmd,

@@ -10,12 +10,15 @@ use conformance::driver::{self, DriverConfig};
 use conformance::scenario::Scenario;
 
 fn config() -> DriverConfig {
-    let binary = |package: &str| {
-        conformance::workspace_binary(package, package).unwrap_or_else(|e| panic!("{e}"))
-    };
+    let mut paths = conformance::workspace_binaries(&[
+        ("pizzapi-runner", "pizzapi-runner"),
+        ("fixture-worker", "fixture-worker"),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+    .into_iter();
     DriverConfig {
-        runner_cmd: vec![binary("pizzapi-runner")],
-        worker_cmd: vec![binary("fixture-worker")],
+        runner_cmd: vec![paths.next().unwrap()],
+        worker_cmd: vec![paths.next().unwrap()],
     }
 }
 
