@@ -15,6 +15,11 @@
 //! | `POST /api/runners/{id}/files/list` `{path, cwd?}`, `/files/read` `{path, cwd?, encoding?, maxBytes?}` | file commands |
 //! | `POST /api/runners/{id}/git/status` `{cwd}`, `/git/diff` `{cwd, path, staged?}` | git commands |
 //! | `POST /api/runners/{id}/usage` | `get_usage` |
+//! | `POST /api/runners/{id}/terminals` `{cwd?, shell?, cols?, rows?}` | `new_terminal` with a fresh id, waits for `terminal_ready`/`terminal_error` |
+//! | `POST /api/runners/{id}/terminals/{terminalId}/input` `{data}` | `terminal_input` (text, base64-encoded by the relay), 202 |
+//! | `POST /api/runners/{id}/terminals/{terminalId}/resize` `{cols, rows}` | `terminal_resize`, 202 |
+//! | `DELETE /api/runners/{id}/terminals/{terminalId}` | `kill_terminal`, waits for `terminal_exit`/`terminal_error` |
+//! | `GET /api/runners/{id}/terminals/{terminalId}/output` | the output kept so far, and the exit code once known |
 //! | `POST /api/runners/{id}/emit` `{event, payload}` | any event, unchecked |
 //! | `GET /api/transcript?since=N&runnerId=…` (NDJSON), `DELETE /api/transcript` | the recording |
 //! | `POST /api/faults/kick` `{runnerId, error?}` | drop a runner's connection |
@@ -30,14 +35,16 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use runner_protocol::messages::{SKILL_NOT_FOUND, cwd_outside_roots};
 use runner_protocol::rules::is_inside_roots;
 use runner_protocol::{
     CreateSkill, DeleteSkill, FileEncoding, FileResultBody, GetSkill, GetUsage, GitDiff, GitStatus,
-    KillSession, ListFiles, ListSkills, ModelRef, NewSession, ReadFile, Restart, RunnerEvent,
-    ServerEvent, UpdateSkill,
+    KillSession, KillTerminal, ListFiles, ListSkills, ModelRef, NewSession, NewTerminal, ReadFile,
+    Restart, RunnerEvent, ServerEvent, TerminalInput, TerminalResize, UpdateSkill,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -87,6 +94,14 @@ fn runner_routes() -> Router<AppState> {
         .route("/runners/{id}/git/diff", post(git_diff))
         .route("/runners/{id}/usage", post(usage))
         .route("/runners/{id}/emit", post(emit))
+        .route("/runners/{id}/terminals", post(new_terminal))
+        .route("/runners/{id}/terminals/{tid}", delete(kill_terminal))
+        .route("/runners/{id}/terminals/{tid}/input", post(terminal_input))
+        .route(
+            "/runners/{id}/terminals/{tid}/resize",
+            post(terminal_resize),
+        )
+        .route("/runners/{id}/terminals/{tid}/output", get(terminal_output))
 }
 
 fn transcript_routes() -> Router<AppState> {
@@ -516,6 +531,125 @@ async fn emit(State(state): State<AppState>, Path(id): Path<String>, body: Bytes
     connected(&state, &id)?;
     state.relay.send_raw(&id, &body.event, body.payload).await?;
     ok(json!({ "ok": true, "event": body.event }))
+}
+
+// ---- terminals ----
+
+#[derive(Debug, Deserialize)]
+struct NewTerminalBody {
+    cwd: Option<String>,
+    shell: Option<String>,
+    cols: Option<u16>,
+    rows: Option<u16>,
+}
+
+async fn new_terminal(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let body: NewTerminalBody = parse(&body)?;
+    let info = connected(&state, &id)?;
+    if let Some(cwd) = &body.cwd {
+        match is_inside_roots(cwd, &info.roots) {
+            Ok(true) => {}
+            Ok(false) => return Err(ApiError::bad_request(cwd_outside_roots(cwd))),
+            Err(err) => return Err(ApiError::bad_request(format!("invalid cwd: {err}"))),
+        }
+    }
+    let terminal_id = uuid::Uuid::new_v4().to_string();
+    let event = ServerEvent::NewTerminal(NewTerminal {
+        terminal_id: terminal_id.clone(),
+        cwd: body.cwd,
+        shell: body.shell,
+        cols: body.cols,
+        rows: body.rows,
+    });
+    let timeout = state.relay.timeouts().terminal;
+    match state.relay.request(&id, event, timeout).await? {
+        RunnerEvent::TerminalError(e) => Err(ApiError::bad_request(e.message)),
+        _ => ok(json!({ "terminalId": terminal_id })),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct InputBody {
+    data: String,
+}
+
+async fn terminal_input(
+    State(state): State<AppState>,
+    Path((id, terminal_id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let body: InputBody = parse(&body)?;
+    connected(&state, &id)?;
+    let event = ServerEvent::TerminalInput(TerminalInput {
+        terminal_id,
+        data: BASE64.encode(body.data.as_bytes()),
+    });
+    state.relay.send(&id, event).await?;
+    accepted()
+}
+
+#[derive(Debug, Deserialize)]
+struct ResizeBody {
+    cols: u16,
+    rows: u16,
+}
+
+async fn terminal_resize(
+    State(state): State<AppState>,
+    Path((id, terminal_id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let body: ResizeBody = parse(&body)?;
+    connected(&state, &id)?;
+    let event = ServerEvent::TerminalResize(TerminalResize {
+        terminal_id,
+        cols: body.cols,
+        rows: body.rows,
+    });
+    state.relay.send(&id, event).await?;
+    accepted()
+}
+
+async fn kill_terminal(
+    State(state): State<AppState>,
+    Path((id, terminal_id)): Path<(String, String)>,
+) -> ApiResult {
+    connected(&state, &id)?;
+    let event = ServerEvent::KillTerminal(KillTerminal {
+        terminal_id: terminal_id.clone(),
+    });
+    let timeout = state.relay.timeouts().terminal;
+    match state.relay.request(&id, event, timeout).await? {
+        RunnerEvent::TerminalExit(e) => {
+            ok(json!({ "terminalId": terminal_id, "exitCode": e.exit_code }))
+        }
+        RunnerEvent::TerminalError(e) => Err(ApiError::bad_request(e.message)),
+        other => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("unexpected reply {}", other.name()),
+        )),
+    }
+}
+
+async fn terminal_output(
+    State(state): State<AppState>,
+    Path((id, terminal_id)): Path<(String, String)>,
+) -> ApiResult {
+    match state.relay.terminal_output(&id, &terminal_id)? {
+        Some(output) => ok(json!(output)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown terminal {terminal_id} of runner {id}"),
+        )),
+    }
+}
+
+fn accepted() -> ApiResult {
+    Ok((StatusCode::ACCEPTED, Json(json!({ "ok": true }))).into_response())
 }
 
 // ---- transcript ----

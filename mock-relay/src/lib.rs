@@ -47,6 +47,7 @@ mod error;
 mod namespace;
 mod recorder;
 mod registry;
+mod terminals;
 
 use std::future::IntoFuture;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -71,6 +72,7 @@ pub use api::{AppState, app};
 pub use error::RelayError;
 pub use recorder::{RECORDS_DROPPED, Record, RecordDirection};
 pub use registry::RunnerInfo;
+pub use terminals::{DEFAULT_TERMINAL_OUTPUT_CAP, TerminalOutput};
 
 use conn::{ConnTag, KillableListener};
 use correlate::Pending;
@@ -98,6 +100,9 @@ pub struct Timeouts {
     pub spawn: Duration,
     /// `kill_session` until `session_killed`/`session_error` (default 10 s).
     pub kill: Duration,
+    /// `new_terminal` until `terminal_ready`/`terminal_error`, and
+    /// `kill_terminal` until `terminal_exit`/`terminal_error` (default 10 s).
+    pub terminal: Duration,
 }
 
 impl Default for Timeouts {
@@ -108,6 +113,7 @@ impl Default for Timeouts {
             usage: Duration::from_secs(10),
             spawn: Duration::from_secs(5),
             kill: Duration::from_secs(10),
+            terminal: Duration::from_secs(10),
         }
     }
 }
@@ -137,6 +143,7 @@ pub struct RelayBuilder {
     port: u16,
     timeouts: Timeouts,
     transcript_cap: usize,
+    terminal_output_cap: usize,
     transcript_file: Option<PathBuf>,
     control_token: Option<String>,
 }
@@ -149,6 +156,7 @@ impl std::fmt::Debug for RelayBuilder {
             .field("port", &self.port)
             .field("timeouts", &self.timeouts)
             .field("transcript_cap", &self.transcript_cap)
+            .field("terminal_output_cap", &self.terminal_output_cap)
             .field("transcript_file", &self.transcript_file)
             .field("control_token", &self.control_token.as_ref().map(|_| "***"))
             .finish()
@@ -163,6 +171,7 @@ impl Default for RelayBuilder {
             port: 0,
             timeouts: Timeouts::default(),
             transcript_cap: DEFAULT_TRANSCRIPT_CAP,
+            terminal_output_cap: DEFAULT_TERMINAL_OUTPUT_CAP,
             transcript_file: None,
             control_token: None,
         }
@@ -192,6 +201,13 @@ impl RelayBuilder {
     /// Reply timeouts for the REST API's commands.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
+        self
+    }
+
+    /// How many bytes of output the relay keeps per terminal (default
+    /// 16 MiB); older bytes are dropped and counted.
+    pub fn terminal_output_cap(mut self, cap: usize) -> Self {
+        self.terminal_output_cap = cap;
         self
     }
 
@@ -272,7 +288,7 @@ impl RelayBuilder {
                 control_token: self.control_token,
             },
             recorder,
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::new(self.terminal_output_cap)),
             registered: watch::channel(0).0,
             pending: Mutex::new(Pending::default()),
             faults: Faults::default(),
@@ -583,6 +599,18 @@ impl RelayHandle {
     /// One runner, if it ever registered.
     pub fn runner(&self, runner_id: &str) -> Option<RunnerInfo> {
         self.shared.lock_registry().get(runner_id)
+    }
+
+    /// What the relay kept of a terminal's output (`Ok(None)`: no such
+    /// terminal of that runner; `Err`: unknown runner).
+    pub fn terminal_output(
+        &self,
+        runner_id: &str,
+        terminal_id: &str,
+    ) -> Result<Option<TerminalOutput>, RelayError> {
+        self.shared
+            .lock_registry()
+            .terminal_output(runner_id, terminal_id)
     }
 
     /// Sends a typed event to a runner's current socket.

@@ -9,6 +9,8 @@
 
 use std::sync::{Arc, Weak};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use runner_protocol::messages::{UNAUTHORIZED, secret_mismatch};
 use runner_protocol::names::{self, NAMESPACE};
 use runner_protocol::{RunnerEvent, Secret};
@@ -250,6 +252,13 @@ impl Shared {
     fn inbound(self: &Arc<Self>, sid: Sid, name: &str, payload: Value) {
         let meta = self.lock_registry().socket(sid).cloned();
         let runner_id = meta.as_ref().map(|m| m.runner_id.clone());
+        let decoded =
+            (name != names::REGISTER_RUNNER).then(|| RunnerEvent::decode(name, payload.clone()));
+        // Terminal output is stored before the event is recorded, so that
+        // whoever waits for the record finds the output already there.
+        if let Some(Ok(event)) = &decoded {
+            self.terminal_event(sid, event);
+        }
         self.recorder.push(
             RecordDirection::In,
             runner_id.as_deref(),
@@ -263,9 +272,10 @@ impl Shared {
             }
             return;
         }
-        let event = match RunnerEvent::decode(name, payload) {
-            Ok(event) => event,
-            Err(err) => {
+        let event = match decoded {
+            None => return,
+            Some(Ok(event)) => event,
+            Some(Err(err)) => {
                 tracing::warn!(
                     runner_id = runner_id.as_deref().unwrap_or("-"),
                     %err,
@@ -301,6 +311,35 @@ impl Shared {
         }
         if let Some(runner_id) = runner_id {
             self.lock_pending().resolve(&runner_id, &event);
+        }
+    }
+
+    /// Keeps terminal output and exit codes for the control API.
+    fn terminal_event(&self, sid: Sid, event: &RunnerEvent) {
+        match event {
+            RunnerEvent::TerminalData(p) => match BASE64.decode(&p.data) {
+                Ok(bytes) => self
+                    .lock_registry()
+                    .terminal_data(sid, &p.terminal_id, &bytes),
+                Err(err) => tracing::warn!(
+                    terminal_id = %p.terminal_id,
+                    %err,
+                    "terminal_data is not base64"
+                ),
+            },
+            RunnerEvent::TerminalReady(p) => {
+                self.lock_registry()
+                    .terminal_of_current(sid, &p.terminal_id);
+            }
+            RunnerEvent::TerminalExit(p) => {
+                if let Some(t) = self
+                    .lock_registry()
+                    .terminal_of_current(sid, &p.terminal_id)
+                {
+                    t.set_exit(p.exit_code);
+                }
+            }
+            _ => {}
         }
     }
 

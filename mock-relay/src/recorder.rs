@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use runner_protocol::names;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -284,6 +285,9 @@ fn log_line(record: &Record) -> String {
         RecordDirection::Out => "->",
         RecordDirection::Connection => "==",
     };
+    if let Some(text) = terminal_text(record) {
+        return format!("{arrow} {} {text}", record.event);
+    }
     // The log is for eyes and terminals: never print a runner's secret.
     let mut payload = match record.payload.get("runnerSecret") {
         Some(_) => {
@@ -302,6 +306,30 @@ fn log_line(record: &Record) -> String {
         payload.push('…');
     }
     format!("{arrow} {} {payload}", record.event)
+}
+
+const LOG_TERMINAL_CHARS: usize = 200;
+
+/// For `terminal_data`/`terminal_input`: `terminalId` and the decoded bytes
+/// as an escaped string (cut to [`LOG_TERMINAL_CHARS`] characters).
+fn terminal_text(record: &Record) -> Option<String> {
+    use base64::Engine as _;
+    if record.event != names::TERMINAL_DATA && record.event != names::TERMINAL_INPUT {
+        return None;
+    }
+    let terminal_id = record.payload.get("terminalId")?.as_str()?;
+    let data = record.payload.get("data")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut chars = text.chars();
+    let shown: String = chars.by_ref().take(LOG_TERMINAL_CHARS).collect();
+    let more = if chars.next().is_some() { "…" } else { "" };
+    Some(format!(
+        "{terminal_id} ({} bytes) {shown:?}{more}",
+        bytes.len()
+    ))
 }
 
 #[cfg(test)]
@@ -374,6 +402,44 @@ mod tests {
         assert_eq!(line["socketId"], "s1");
         assert_eq!(line["direction"], "in");
         assert!(line.get("atUs").is_some());
+    }
+
+    #[test]
+    fn terminal_log_lines_show_the_decoded_text() {
+        let (r, _) = Recorder::new(10, false);
+        r.push(
+            RecordDirection::In,
+            Some("r1"),
+            None,
+            "terminal_data",
+            json!({ "terminalId": "t1", "data": "NDIKG1sxbQ==" }),
+        );
+        let long = "x".repeat(500);
+        let data = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(&long)
+        };
+        r.push(
+            RecordDirection::Out,
+            Some("r1"),
+            None,
+            "terminal_input",
+            json!({ "terminalId": "t1", "data": data }),
+        );
+        let all = r.snapshot(0, None);
+        assert_eq!(
+            log_line(&all[0]),
+            r#"<- terminal_data t1 (7 bytes) "42\n\u{1b}[1m""#
+        );
+        let line = log_line(&all[1]);
+        assert!(
+            line.starts_with("-> terminal_input t1 (500 bytes) \"xxx"),
+            "{line}"
+        );
+        assert!(line.ends_with("\"…"), "{line}");
+        assert!(line.len() < 260, "{line}");
+        // Recorded as sent.
+        assert_eq!(all[1].payload["data"], json!(data));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use runner_protocol::{RegisterRunner, RunnerHeartbeat, RunnerSkill, Secret, Usag
 use serde::Serialize;
 use socketioxide::socket::Sid;
 
+use crate::terminals::{TerminalBuffer, TerminalOutput};
+
 /// What the relay knows about one runner. Entries stay after a disconnect
 /// (with `connected: false`), as the real relay tells "unknown runner" (404)
 /// from "not connected" (502).
@@ -79,6 +81,8 @@ struct Entry {
     info: RunnerInfo,
     sid: Sid,
     order: u64,
+    /// Terminal output by terminal id.
+    terminals: HashMap<String, TerminalBuffer>,
 }
 
 /// The outcome of a `register_runner`.
@@ -98,9 +102,18 @@ pub(crate) struct Registry {
     secrets: HashMap<String, Secret>,
     sockets: HashMap<Sid, SocketMeta>,
     order: u64,
+    terminal_cap: usize,
 }
 
 impl Registry {
+    /// An empty registry keeping up to `terminal_cap` bytes per terminal.
+    pub(crate) fn new(terminal_cap: usize) -> Self {
+        Registry {
+            terminal_cap,
+            ..Registry::default()
+        }
+    }
+
     pub(crate) fn add_socket(&mut self, sid: Sid, meta: SocketMeta) {
         self.sockets.insert(sid, meta);
     }
@@ -161,6 +174,7 @@ impl Registry {
             info,
             sid,
             order: self.order,
+            terminals: previous.map(|p| p.terminals).unwrap_or_default(),
         };
         entry.info.session_count = entry.info.sessions.len();
         self.runners.insert(runner_id.to_owned(), entry);
@@ -196,6 +210,46 @@ impl Registry {
         let id = &self.sockets.get(&sid)?.runner_id;
         let entry = self.runners.get_mut(id)?;
         (entry.sid == sid).then_some(&mut entry.info)
+    }
+
+    /// The terminal buffer `terminal_id` of the runner current on `sid`,
+    /// created when missing.
+    pub(crate) fn terminal_of_current(
+        &mut self,
+        sid: Sid,
+        terminal_id: &str,
+    ) -> Option<&mut TerminalBuffer> {
+        let id = &self.sockets.get(&sid)?.runner_id;
+        let entry = self.runners.get_mut(id)?;
+        if entry.sid != sid {
+            return None;
+        }
+        Some(entry.terminals.entry(terminal_id.to_owned()).or_default())
+    }
+
+    /// Appends output to a terminal of the runner current on `sid`.
+    pub(crate) fn terminal_data(&mut self, sid: Sid, terminal_id: &str, data: &[u8]) {
+        let cap = self.terminal_cap;
+        if let Some(t) = self.terminal_of_current(sid, terminal_id) {
+            t.push(data, cap);
+        }
+    }
+
+    /// A terminal's output, or why there is none (unknown runner: `Err`,
+    /// unknown terminal: `Ok(None)`).
+    pub(crate) fn terminal_output(
+        &self,
+        runner_id: &str,
+        terminal_id: &str,
+    ) -> Result<Option<TerminalOutput>, crate::RelayError> {
+        let entry = self
+            .runners
+            .get(runner_id)
+            .ok_or_else(|| crate::RelayError::UnknownRunner(runner_id.to_owned()))?;
+        Ok(entry
+            .terminals
+            .get(terminal_id)
+            .map(|t| t.snapshot(terminal_id)))
     }
 
     pub(crate) fn get(&self, runner_id: &str) -> Option<RunnerInfo> {

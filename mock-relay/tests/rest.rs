@@ -23,6 +23,7 @@ async fn short_relay() -> RelayHandle {
             usage: SHORT,
             spawn: SHORT,
             kill: SHORT,
+            terminal: SHORT,
         })
         .start()
         .await
