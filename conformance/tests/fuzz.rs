@@ -273,14 +273,15 @@ impl Model {
 }
 
 fn sandbox() -> Sandbox {
-    let mut sandbox = Sandbox::default();
-    sandbox.dirs = vec!["root/sub".into(), "outside".into(), "root-evil".into()];
-    sandbox.files = BTreeMap::from([
-        ("outside/canary.txt".into(), "canary".into()),
-        ("home/.pizzapi/escape".into(), "canary".into()),
-    ]);
-    sandbox.symlinks = BTreeMap::from([("root/escape".into(), "{sandbox}/outside".into())]);
-    sandbox
+    Sandbox {
+        dirs: vec!["root/sub".into(), "outside".into(), "root-evil".into()],
+        files: BTreeMap::from([
+            ("outside/canary.txt".into(), "canary".into()),
+            ("home/.pizzapi/escape".into(), "canary".into()),
+        ]),
+        symlinks: BTreeMap::from([("root/escape".into(), "{sandbox}/outside".into())]),
+        ..Sandbox::default()
+    }
 }
 
 /// The properties every run must hold beyond its expect steps.
