@@ -25,7 +25,8 @@
 //! Strings in payloads, matches and paths may use placeholders: `{sandbox}`
 //! (the scenario's temporary directory), `{root}` (the first workspace
 //! root), `{home}` (the runner's `HOME`), and any name captured by an
-//! earlier `expect` step. `{{` and `}}` stand for literal braces.
+//! earlier `expect` step. `{{name}}` stands for the literal text `{name}`;
+//! any other brace is kept as written, so JSON content needs no escaping.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

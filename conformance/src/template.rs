@@ -34,37 +34,47 @@ impl Vars {
     }
 
     /// Fills the placeholders of one string. `{name}` with `name` made of
-    /// letters, digits, `_` and `-` is a placeholder; `{{` and `}}` are
-    /// literal braces; any other brace is kept as it is.
+    /// letters, digits, `_` and `-` is a placeholder; `{{name}}` stands for
+    /// the literal text `{name}`; every other brace is kept as it is, so
+    /// JSON in a string (`{"a": {"b": 1}}`) passes through untouched.
     pub fn fill(&self, text: &str) -> Result<String, UnknownPlaceholder> {
+        let is_name = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
-        while let Some(pos) = rest.find(['{', '}']) {
+        while let Some(pos) = rest.find('{') {
             out.push_str(&rest[..pos]);
             let tail = &rest[pos..];
-            if tail.starts_with("{{") || tail.starts_with("}}") {
-                out.push_str(&tail[..1]);
-                rest = &tail[2..];
+            // `{{name}}`: the literal `{name}`.
+            if let Some(inner) = tail.strip_prefix("{{")
+                && let Some(end) = inner.find("}}")
+                && is_name(&inner[..end])
+            {
+                out.push('{');
+                out.push_str(&inner[..end]);
+                out.push('}');
+                rest = &inner[end + 2..];
                 continue;
             }
-            if let Some(end) = tail.find('}').filter(|_| tail.starts_with('{')) {
+            // `{name}`: a placeholder.
+            if let Some(end) = tail.find('}')
+                && is_name(&tail[1..end])
+            {
                 let name = &tail[1..end];
-                let is_name = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if is_name {
-                    let value = self.get(name).ok_or_else(|| UnknownPlaceholder {
-                        name: name.to_owned(),
-                        text: text.to_owned(),
-                        known: self.values.keys().cloned().collect::<Vec<_>>().join(", "),
-                    })?;
-                    out.push_str(value);
-                    rest = &tail[end + 1..];
-                    continue;
-                }
+                let value = self.get(name).ok_or_else(|| UnknownPlaceholder {
+                    name: name.to_owned(),
+                    text: text.to_owned(),
+                    known: self.values.keys().cloned().collect::<Vec<_>>().join(", "),
+                })?;
+                out.push_str(value);
+                rest = &tail[end + 1..];
+                continue;
             }
-            out.push_str(&tail[..1]);
+            out.push('{');
             rest = &tail[1..];
         }
         out.push_str(rest);
@@ -192,6 +202,11 @@ mod tests {
         assert_eq!(v.fill("{{root}}").unwrap(), "{root}");
         assert_eq!(v.fill("{ not a name }").unwrap(), "{ not a name }");
         assert_eq!(v.fill("a } b { c").unwrap(), "a } b { c");
+        assert_eq!(
+            v.fill(r#"{"a": {"b": [{"c": "{sid}"}]}}"#).unwrap(),
+            r#"{"a": {"b": [{"c": "abc"}]}}"#
+        );
+        assert_eq!(v.fill("}}}").unwrap(), "}}}");
         assert_eq!(v.fill("$(echo {root})").unwrap(), "$(echo /tmp/s/root)");
         let e = v.fill("{nope}").unwrap_err();
         assert_eq!(
