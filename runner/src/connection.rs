@@ -259,6 +259,14 @@ fn incoming(payload: Payload) -> Incoming {
     }
 }
 
+/// Whether a refusal is about the runner's credentials (`unauthorized`,
+/// possibly with details after it), which no retry can fix.
+fn is_auth_refusal(message: &str) -> bool {
+    message
+        .trim_start()
+        .starts_with(runner_protocol::messages::UNAUTHORIZED)
+}
+
 /// A library error text of a refused namespace connect: the relay's message.
 fn connect_error_message(text: &str) -> Option<String> {
     let (_, data) = text.split_once("ConnectError frame:")?;
@@ -606,8 +614,21 @@ impl Actor {
             }
             Link::LibraryError { generation, text } if generation == self.generation => {
                 if let Some(message) = connect_error_message(&text) {
-                    tracing::error!(message = %message, "the relay refused the connection (check the API key)");
-                    self.refuse(format!("the relay refused the connection: {message}"));
+                    if is_auth_refusal(&message) {
+                        tracing::error!(message = %message, "the relay refused the connection (check the API key)");
+                        self.refuse(format!("the relay refused the connection: {message}"));
+                    } else {
+                        // A refusal for another reason (a relay that is busy or
+                        // restarting) may pass. The library would retry it only
+                        // after its 45 s connect timeout, silently: retire that
+                        // client and connect again on the pacer's schedule.
+                        tracing::warn!(message = %message, "the relay refused the connection for now; connecting again");
+                        if let Some(client) = self.client.take() {
+                            retire(client);
+                        }
+                        self.went_down();
+                        self.schedule_rebuild();
+                    }
                 } else {
                     tracing::warn!(error = %text, "socket.io client error");
                 }
@@ -961,6 +982,16 @@ mod tests {
             origin_and_namespace("https://relay.example/base/"),
             ("https://relay.example".into(), "/base/runner".into())
         );
+    }
+
+    #[test]
+    fn only_credential_refusals_are_fatal() {
+        assert!(is_auth_refusal("unauthorized"));
+        assert!(is_auth_refusal("unauthorized: missing runnerSecret"));
+        assert!(!is_auth_refusal("relay busy"));
+        assert!(!is_auth_refusal(
+            "handshake refused by mock-relay (injected fault)"
+        ));
     }
 
     #[test]

@@ -119,6 +119,26 @@ async fn a_bad_api_key_stops_the_runner_with_77() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_for_other_reasons_are_retried_until_accepted() {
+    let relay = relay().await;
+    relay.refuse_handshakes(2, Some("relay busy".into()));
+    let runner = Runner::start(&relay, KEY);
+    // Registered after the two refusals, well before the library's own
+    // 45 s retry would have come.
+    relay
+        .wait_for_runner(WAIT)
+        .await
+        .expect("registration after refusals");
+    let refused = relay
+        .transcript()
+        .into_iter()
+        .filter(|r| r.direction == RecordDirection::Connection && r.event == "handshake_refused")
+        .count();
+    assert_eq!(refused, 2);
+    assert_eq!(runner.stop().await.expect("clean stop"), ExitReason::Signal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_mismatch_stops_the_runner_with_the_relays_message() {
     let relay = relay().await;
     let first = Runner::start(&relay, KEY);
