@@ -440,8 +440,12 @@ impl Run {
             Step::Kick { error } => {
                 let runner = self.runner_id()?;
                 self.action_mark = self.relay.mark();
+                let error = match error {
+                    Some(text) => Some(self.vars.fill(text).map_err(|e| e.to_string())?),
+                    None => None,
+                };
                 self.relay
-                    .kick(&runner, error.clone())
+                    .kick(&runner, error)
                     .await
                     .map_err(|e| format!("kick: {e}"))?;
             }

@@ -21,6 +21,11 @@
 //! events of one name about *different* ids (two terminals exiting during
 //! shutdown) is sorted; events about the same id keep their order.
 //!
+//! When a run ends with connection events only (the runner is going away
+//! while the client library may still be reconnecting), those are written
+//! as one `disconnect` line when they contain one: whether a last doomed
+//! reconnect got as far as `connect` before the process exited is timing.
+//!
 //! Where the driver marks a span of entries as *unordered* (a burst of
 //! concurrent requests and their replies), the span is written relay-side
 //! first, then runner-side, each sorted — one canonical order for any
@@ -289,6 +294,19 @@ impl Normalizer {
                 i += 1;
             }
         }
+        // The trailing connection events, reduced to one disconnect.
+        let last_message = entries
+            .iter()
+            .rposition(|e| e.flow != Flow::Connection && !skipped(e));
+        let tail = &entries[last_message.map_or(0, |i| i + 1)..];
+        if tail.iter().any(|e| e.event == "disconnect") {
+            lines.truncate(lines.len() - tail.iter().filter(|e| !skipped(e)).count());
+            lines.push(self.line(&Entry {
+                flow: Flow::Connection,
+                event: "disconnect".to_owned(),
+                payload: serde_json::json!({"reason": "<reason>"}),
+            }));
+        }
         let mut text = lines.join("\n");
         text.push('\n');
         text
@@ -470,6 +488,31 @@ mod tests {
             Normalizer::new().transcript(&entries, &[])
         };
         assert_ne!(same(["1", "2"]), same(["2", "1"]));
+    }
+
+    #[test]
+    fn a_trailing_reconnect_race_reads_the_same() {
+        let base = || {
+            vec![
+                e(Flow::ToRunner, "error", json!({"message": "m"})),
+                e(Flow::Connection, "disconnect", json!({"reason": "x"})),
+                e(
+                    Flow::Connection,
+                    "handshake_accepted",
+                    json!({"runnerId": "r"}),
+                ),
+            ]
+        };
+        let short = base();
+        let mut long = base();
+        long.push(e(Flow::Connection, "connect", json!({"runnerId": "r"})));
+        long.push(e(Flow::Connection, "disconnect", json!({"reason": "y"})));
+        let a = Normalizer::new().transcript(&short, &[]);
+        assert_eq!(a, Normalizer::new().transcript(&long, &[]));
+        assert_eq!(
+            a,
+            "→ error {\"message\":\"m\"}\n· disconnect {\"reason\":\"<reason>\"}\n"
+        );
     }
 
     #[test]
