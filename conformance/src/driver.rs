@@ -46,6 +46,9 @@ pub struct DriverConfig {
     pub runner_cmd: Vec<String>,
     /// The worker command the runner is told to spawn for sessions.
     pub worker_cmd: Vec<String>,
+    /// The relay's port; `None` for an ephemeral one. A fixed port serves
+    /// one scenario at a time.
+    pub port: Option<u16>,
 }
 
 /// Why a scenario failed.
@@ -186,8 +189,11 @@ impl Run {
         vars.set("root", roots[0].display().to_string());
         build_sandbox(scenario, &base, &home, &roots, &record_dir, &vars)?;
 
-        let relay = MockRelay::builder()
-            .api_key(API_KEY)
+        let mut builder = MockRelay::builder().api_key(API_KEY);
+        if let Some(port) = config.port {
+            builder = builder.port(port);
+        }
+        let relay = builder
             .start()
             .await
             .map_err(|e| format!("cannot start the relay: {e}"))?;

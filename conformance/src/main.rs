@@ -41,6 +41,11 @@ struct Args {
     #[arg(long)]
     list: bool,
 
+    /// Run the relay on this loopback port instead of an ephemeral one (for
+    /// watching a run with other tools); implies --jobs 1.
+    #[arg(long, value_name = "N")]
+    port: Option<u16>,
+
     /// Write a report: `.md` for a markdown table, `.json` for data.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -93,6 +98,13 @@ fn run(args: Args) -> anyhow::Result<bool> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
+    let jobs = match (args.port, args.jobs) {
+        (Some(_), Some(n)) if n > 1 => {
+            bail!("--port serves one scenario at a time; drop --jobs {n}")
+        }
+        (Some(_), _) => 1,
+        (None, _) => jobs,
+    };
     if args.runner_cmd.is_none() || args.worker_cmd.is_none() {
         eprintln!(
             "using this workspace's pizzapi-runner and fixture-worker (built now if missing; the first build takes a few minutes)"
@@ -119,6 +131,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let config = DriverConfig {
         runner_cmd,
         worker_cmd,
+        port: args.port,
     };
     eprintln!(
         "running {} scenarios, {jobs} at a time, against {}",

@@ -5,7 +5,9 @@
 //!   turned into a scenario whose expectations come from a reference model
 //!   of the runner's state. The runner's replies must match the model;
 //!   every request is answered exactly once with its `requestId`; files
-//!   outside the skills directory survive; the runner still answers `ping`;
+//!   outside the skills directory survive; no file outside the roots is
+//!   ever read (each such `read_file` must be refused); the runner still
+//!   answers `ping`;
 //!   no worker outlives it (the driver checks by pid).
 //! * `malformed_payloads_never_break_the_runner`: generated JSON of every
 //!   shape for every command. A command with a string `requestId` gets
@@ -34,6 +36,7 @@ fn config() -> DriverConfig {
     DriverConfig {
         runner_cmd: vec![paths.next().unwrap()],
         worker_cmd: vec![paths.next().unwrap()],
+        port: None,
     }
 }
 
@@ -85,8 +88,21 @@ enum Command {
     Delete(&'static str),
     Get(&'static str),
     ListSkills,
+    Read(&'static str),
     Ping,
 }
+
+/// Paths a `read_file` asks for (relative to the root), and whether they
+/// lie inside it; inside ones exist and hold `inside`.
+const READS: &[(&str, bool)] = &[
+    ("file.txt", true),
+    ("sub/../file.txt", true),
+    ("../outside/canary.txt", false),
+    ("escape/canary.txt", false),
+    ("{sandbox}/outside/canary.txt", false),
+    ("{sandbox}/root-evil/secret.txt", false),
+    ("{home}/.pizzapi/escape", false),
+];
 
 const SESSIONS: &[&str] = &["s1", "s2", "s3"];
 const NAMES: &[&str] = &[
@@ -124,6 +140,7 @@ fn command() -> impl Strategy<Value = Command> {
         2 => name.clone().prop_map(Command::Delete),
         1 => name.prop_map(Command::Get),
         1 => Just(Command::ListSkills),
+        2 => proptest::sample::select(READS).prop_map(|(path, _)| Command::Read(path)),
         1 => Just(Command::Ping),
     ]
 }
@@ -267,6 +284,21 @@ impl Model {
                     json!({"requestId": rid, "skills": self.skills_json()}),
                 ),
             ],
+            Command::Read(path) => {
+                let inside = READS.iter().any(|(p, inside)| *p == path && *inside);
+                let reply = if inside {
+                    json!({"requestId": rid, "ok": true, "content": "inside"})
+                } else {
+                    json!({"requestId": rid, "ok": false, "message": messages::PATH_OUTSIDE_ROOTS})
+                };
+                vec![
+                    emit(
+                        "read_file",
+                        json!({"requestId": rid, "cwd": "{root}", "path": path}),
+                    ),
+                    expect("file_result", reply),
+                ]
+            }
             Command::Ping => vec![emit("ping", json!({})), expect("pong", json!({}))],
         }
     }
@@ -277,6 +309,8 @@ fn sandbox() -> Sandbox {
         dirs: vec!["root/sub".into(), "outside".into(), "root-evil".into()],
         files: BTreeMap::from([
             ("outside/canary.txt".into(), "canary".into()),
+            ("root-evil/secret.txt".into(), "secret".into()),
+            ("root/file.txt".into(), "inside".into()),
             ("home/.pizzapi/escape".into(), "canary".into()),
         ]),
         symlinks: BTreeMap::from([("root/escape".into(), "{sandbox}/outside".into())]),
@@ -411,7 +445,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
-        ".{0,8}".prop_map(Value::String),
+        // No braces: the driver would read `{name}` as a placeholder.
+        "[^{}]{0,8}".prop_map(Value::String),
         Just(json!("../../etc/passwd")),
         Just(json!("$(touch pwned)")),
     ];

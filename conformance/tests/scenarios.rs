@@ -19,6 +19,7 @@ fn config() -> DriverConfig {
     DriverConfig {
         runner_cmd: vec![paths.next().unwrap()],
         worker_cmd: vec![paths.next().unwrap()],
+        port: None,
     }
 }
 
