@@ -38,6 +38,7 @@ const DEFAULT_EXIT: Duration = Duration::from_secs(10);
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -441,6 +442,7 @@ impl Run {
                         self.logs()
                     ));
                 }
+                self.settle_disconnect().await;
             }
             Step::StartRunner { wait_registered } => self.start_runner(*wait_registered).await?,
             Step::Kick { error } => {
@@ -562,6 +564,23 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// After the runner exited: waits until the relay has noticed every
+    /// socket close (a moment later; much later on a loaded machine), so
+    /// the transcript holds everything the runner sent before it went,
+    /// whatever the timing. Bounded; nothing to wait for when no socket is
+    /// open.
+    async fn settle_disconnect(&self) {
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        loop {
+            let records = self.relay.transcript_since(0, None);
+            let count = |name: &str| records.iter().filter(|r| r.event == name).count();
+            if count("connect") <= count("disconnect") || tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Says what arrived instead of an expected event.

@@ -1,7 +1,7 @@
 //! Property tests against a live runner, through the mock relay.
 //!
-//! * `commands_match_the_model`: generated sequences of session and skill
-//!   commands — valid and hostile ids, names and cwds, interleaved — are
+//! * `commands_match_the_model`: generated sequences of session, skill,
+//!   file and terminal commands — valid and hostile ids, names and cwds, interleaved — are
 //!   turned into a scenario whose expectations come from a reference model
 //!   of the runner's state. The runner's replies must match the model;
 //!   every request is answered exactly once with its `requestId`; files
@@ -22,7 +22,7 @@ use conformance::driver::{self, DriverConfig, Outcome};
 use conformance::scenario::{Sandbox, Scenario, Step};
 use mock_relay::RecordDirection;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use runner_protocol::messages;
 use serde_json::{Value, json};
 
@@ -89,8 +89,13 @@ enum Command {
     Get(&'static str),
     ListSkills,
     Read(&'static str),
+    OpenTerminal(&'static str, bool),
+    KillTerminal(&'static str),
+    ListTerminals,
     Ping,
 }
+
+const TERMINALS: &[&str] = &["t1", "t2"];
 
 /// Paths a `read_file` asks for (relative to the root), and whether they
 /// lie inside it; inside ones exist and hold `inside`.
@@ -141,15 +146,20 @@ fn command() -> impl Strategy<Value = Command> {
         1 => name.prop_map(Command::Get),
         1 => Just(Command::ListSkills),
         2 => proptest::sample::select(READS).prop_map(|(path, _)| Command::Read(path)),
+        2 => (proptest::sample::select(TERMINALS), any::<bool>())
+            .prop_map(|(id, outside)| Command::OpenTerminal(id, outside)),
+        1 => proptest::sample::select(TERMINALS).prop_map(Command::KillTerminal),
+        1 => Just(Command::ListTerminals),
         1 => Just(Command::Ping),
     ]
 }
 
-/// The reference model: what runs, what skills exist.
+/// The reference model: what runs, what skills exist, which terminals are open.
 #[derive(Debug, Default)]
 struct Model {
     sessions: BTreeSet<&'static str>,
     skills: BTreeMap<&'static str, &'static str>,
+    terminals: BTreeSet<&'static str>,
 }
 
 fn name_error(name: &str) -> Option<&'static str> {
@@ -299,6 +309,43 @@ impl Model {
                     expect("file_result", reply),
                 ]
             }
+            Command::OpenTerminal(id, outside) => {
+                let mut payload = json!({"terminalId": id, "shell": "/bin/sh"});
+                let reply = if outside {
+                    payload["cwd"] = json!("{sandbox}/outside");
+                    expect(
+                        "terminal_error",
+                        json!({"terminalId": id, "message": messages::terminal_cwd_outside_roots("{sandbox}/outside")}),
+                    )
+                } else if self.terminals.contains(id) {
+                    expect(
+                        "terminal_error",
+                        json!({"terminalId": id, "message": messages::TERMINAL_ALREADY_EXISTS}),
+                    )
+                } else {
+                    self.terminals.insert(id);
+                    expect("terminal_ready", json!({"terminalId": id}))
+                };
+                vec![emit("new_terminal", payload), reply]
+            }
+            Command::KillTerminal(id) => {
+                let reply = if self.terminals.remove(id) {
+                    expect("terminal_exit", json!({"terminalId": id, "exitCode": -1}))
+                } else {
+                    expect(
+                        "terminal_error",
+                        json!({"terminalId": id, "message": messages::TERMINAL_NOT_FOUND}),
+                    )
+                };
+                vec![emit("kill_terminal", json!({"terminalId": id})), reply]
+            }
+            Command::ListTerminals => vec![
+                emit("list_terminals", json!({})),
+                expect(
+                    "terminals_list",
+                    json!({"terminals": self.terminals.iter().collect::<Vec<_>>()}),
+                ),
+            ],
             Command::Ping => vec![emit("ping", json!({})), expect("pong", json!({}))],
         }
     }
@@ -352,7 +399,11 @@ fn run(scenario: &Scenario) -> Outcome {
 fn commands_match_the_model() {
     let mut runner = TestRunner::new(Config {
         cases: cases(6),
-        failure_persistence: None,
+        // Shrunk failures are kept (and committed) in
+        // `conformance/proptest-regressions/`, and replayed first.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/fuzz.txt",
+        ))),
         ..Config::default()
     });
     let result = runner.run(&proptest::collection::vec(command(), 1..25), |commands| {
@@ -362,7 +413,12 @@ fn commands_match_the_model() {
         for (i, command) in commands.iter().enumerate() {
             if !matches!(
                 command,
-                Command::Spawn(..) | Command::Kill(..) | Command::Ping
+                Command::Spawn(..)
+                    | Command::Kill(..)
+                    | Command::Ping
+                    | Command::OpenTerminal(..)
+                    | Command::KillTerminal(..)
+                    | Command::ListTerminals
             ) {
                 request_ids.push(format!("r{i}"));
             }
@@ -483,7 +539,11 @@ fn json_value() -> impl Strategy<Value = Value> {
 fn malformed_payloads_never_break_the_runner() {
     let mut runner = TestRunner::new(Config {
         cases: cases(4),
-        failure_persistence: None,
+        // Shrunk failures are kept (and committed) in
+        // `conformance/proptest-regressions/`, and replayed first.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/fuzz.txt",
+        ))),
         ..Config::default()
     });
     let strategy =
