@@ -52,6 +52,24 @@ pub struct DriverConfig {
     pub port: Option<u16>,
 }
 
+impl DriverConfig {
+    /// This workspace's `pizzapi-runner` and `fixture-worker` (built when
+    /// missing), on an ephemeral port.
+    pub fn workspace() -> Result<DriverConfig, String> {
+        let mut paths = crate::workspace_binaries(&[
+            ("pizzapi-runner", "pizzapi-runner"),
+            ("fixture-worker", "fixture-worker"),
+        ])?
+        .into_iter();
+        let mut next = || vec![paths.next().expect("one path per binary")];
+        Ok(DriverConfig {
+            runner_cmd: next(),
+            worker_cmd: next(),
+            port: None,
+        })
+    }
+}
+
 /// Why a scenario failed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {

@@ -26,20 +26,6 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestR
 use runner_protocol::messages;
 use serde_json::{Value, json};
 
-fn config() -> DriverConfig {
-    let mut paths = conformance::workspace_binaries(&[
-        ("pizzapi-runner", "pizzapi-runner"),
-        ("fixture-worker", "fixture-worker"),
-    ])
-    .unwrap_or_else(|e| panic!("{e}"))
-    .into_iter();
-    DriverConfig {
-        runner_cmd: vec![paths.next().unwrap()],
-        worker_cmd: vec![paths.next().unwrap()],
-        port: None,
-    }
-}
-
 fn cases(default: u32) -> u32 {
     std::env::var("FUZZ_CASES")
         .ok()
@@ -390,22 +376,49 @@ fn check_transcript(outcome: &Outcome, request_ids: &[String]) -> Result<(), Tes
     Ok(())
 }
 
-fn run(scenario: &Scenario) -> Outcome {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(driver::run(scenario, &config()))
-}
-
-#[test]
-fn commands_match_the_model() {
-    let mut runner = TestRunner::new(Config {
-        cases: cases(6),
-        // Shrunk failures are kept (and committed) in
-        // `conformance/proptest-regressions/`, and replayed first.
+/// A proptest runner for `default` cases (more with `FUZZ_CASES`). Shrunk
+/// failures are kept (and committed) in `conformance/proptest-regressions/`,
+/// and replayed first.
+fn test_runner(default: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases: cases(default),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "proptest-regressions/fuzz.txt",
         ))),
         ..Config::default()
-    });
+    })
+}
+
+/// Runs one generated case as a scenario and checks the run-wide
+/// properties; `inputs` names what was generated, for the failure message.
+fn run_case(
+    name: &str,
+    inputs: String,
+    steps: Vec<Step>,
+    request_ids: &[String],
+) -> Result<(), TestCaseError> {
+    let scenario = Scenario {
+        name: name.into(),
+        description: inputs.clone(),
+        sandbox: sandbox(),
+        wait_registered: true,
+        steps,
+    };
+    let config = DriverConfig::workspace().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = runtime.block_on(driver::run(&scenario, &config));
+    if let Some(failure) = &outcome.failure {
+        return Err(TestCaseError::fail(format!(
+            "{failure}\ngenerated: {inputs}\ntranscript tail:\n{}",
+            outcome.transcript_tail(10)
+        )));
+    }
+    check_transcript(&outcome, request_ids)
+}
+
+#[test]
+fn commands_match_the_model() {
+    let mut runner = test_runner(6);
     let result = runner.run(&proptest::collection::vec(command(), 1..25), |commands| {
         let mut model = Model::default();
         let mut steps = Vec::new();
@@ -448,21 +461,12 @@ fn commands_match_the_model() {
             emit("ping", json!({})),
             expect("pong", json!({})),
         ]);
-        let scenario = Scenario {
-            name: "fuzz-commands".into(),
-            description: format!("{commands:?}"),
-            sandbox: sandbox(),
-            wait_registered: true,
+        run_case(
+            "fuzz-commands",
+            format!("{commands:?}"),
             steps,
-        };
-        let outcome = run(&scenario);
-        if let Some(failure) = &outcome.failure {
-            return Err(TestCaseError::fail(format!(
-                "{failure}\ncommands: {commands:?}\ntranscript tail:\n{}",
-                outcome.transcript_tail(10)
-            )));
-        }
-        check_transcript(&outcome, &request_ids)
+            &request_ids,
+        )
     });
     if let Err(err) = result {
         panic!("{err}");
@@ -537,15 +541,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 #[test]
 fn malformed_payloads_never_break_the_runner() {
-    let mut runner = TestRunner::new(Config {
-        cases: cases(4),
-        // Shrunk failures are kept (and committed) in
-        // `conformance/proptest-regressions/`, and replayed first.
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "proptest-regressions/fuzz.txt",
-        ))),
-        ..Config::default()
-    });
+    let mut runner = test_runner(4);
     let strategy =
         proptest::collection::vec((proptest::sample::select(FUZZED), json_value()), 1..30);
     let result = runner.run(&strategy, |sends| {
@@ -573,21 +569,7 @@ fn malformed_payloads_never_break_the_runner() {
             steps.extend(reply_step);
         }
         steps.extend([emit("ping", json!({})), expect("pong", json!({}))]);
-        let scenario = Scenario {
-            name: "fuzz-malformed".into(),
-            description: format!("{sends:?}"),
-            sandbox: sandbox(),
-            wait_registered: true,
-            steps,
-        };
-        let outcome = run(&scenario);
-        if let Some(failure) = &outcome.failure {
-            return Err(TestCaseError::fail(format!(
-                "{failure}\nsent: {sends:?}\ntranscript tail:\n{}",
-                outcome.transcript_tail(10)
-            )));
-        }
-        check_transcript(&outcome, &request_ids)
+        run_case("fuzz-malformed", format!("{sends:?}"), steps, &request_ids)
     });
     if let Err(err) = result {
         panic!("{err}");

@@ -9,20 +9,6 @@ use std::path::PathBuf;
 use conformance::driver::{self, DriverConfig};
 use conformance::scenario::Scenario;
 
-fn config() -> DriverConfig {
-    let mut paths = conformance::workspace_binaries(&[
-        ("pizzapi-runner", "pizzapi-runner"),
-        ("fixture-worker", "fixture-worker"),
-    ])
-    .unwrap_or_else(|e| panic!("{e}"))
-    .into_iter();
-    DriverConfig {
-        runner_cmd: vec![paths.next().unwrap()],
-        worker_cmd: vec![paths.next().unwrap()],
-        port: None,
-    }
-}
-
 /// Runs every scenario twice, a few at a time, and returns the normalized
 /// transcript of each by file name, and every failure.
 fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
@@ -33,7 +19,7 @@ fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
         "only {} scenarios found",
         scenarios.len()
     );
-    let config = config();
+    let config = DriverConfig::workspace().unwrap_or_else(|e| panic!("{e}"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
