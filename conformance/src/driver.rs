@@ -216,6 +216,8 @@ impl Run {
             .start()
             .await
             .map_err(|e| format!("cannot start the relay: {e}"))?;
+        vars.set("relay_url", relay.url());
+        vars.set("api_key", API_KEY);
         let env = runner_env(scenario, config, &relay, &home, &roots, &record_dir, &base)?;
         let mut run = Run {
             sandbox,
@@ -537,17 +539,33 @@ impl Run {
             Step::ReadWorker {
                 session,
                 timeout_ms,
+                alive,
             } => {
                 let session = self.vars.fill(session).map_err(|e| e.to_string())?;
                 let path = self.record_dir.join(format!("{session}.json"));
                 let timeout = timeout_ms.map_or(DEFAULT_EXPECT, Duration::from_millis);
+                let live = |record: &Value| {
+                    record
+                        .get("pid")
+                        .and_then(Value::as_i64)
+                        .and_then(|pid| i32::try_from(pid).ok())
+                        .is_some_and(is_alive)
+                };
                 let record = poll(timeout, || {
                     std::fs::read_to_string(&path)
                         .ok()
                         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .filter(|record| !*alive || live(record))
                 })
                 .await
-                .ok_or_else(|| format!("no worker record {} within {timeout:?}", path.display()))?;
+                .ok_or_else(|| {
+                    let which = if *alive { "live worker's " } else { "" };
+                    format!("no {which}record {} within {timeout:?}", path.display())
+                })?;
+                self.vars.remove_where(|name| {
+                    name.starts_with("worker_env_")
+                        || ["worker_pid", "grandchild_pid", "worker_cwd"].contains(&name)
+                });
                 for (name, key) in [
                     ("worker_pid", "pid"),
                     ("grandchild_pid", "grandchildPid"),
@@ -561,6 +579,33 @@ impl Run {
                     for (k, v) in env {
                         self.vars
                             .set(format!("worker_env_{k}"), v.as_str().unwrap_or_default());
+                    }
+                }
+            }
+            Step::CheckVar {
+                name,
+                equals,
+                absent,
+            } => {
+                let actual = self.vars.get(name);
+                if *absent {
+                    if let Some(value) = actual {
+                        return Err(format!("{{{name}}} should be absent, but is {value:?}"));
+                    }
+                } else if let Some(expected) = equals {
+                    let expected = self.vars.fill(expected).map_err(|e| e.to_string())?;
+                    match actual {
+                        Some(value) if value == expected => {}
+                        Some(value) => {
+                            return Err(format!(
+                                "{{{name}}}: expected {expected:?}, found {value:?}"
+                            ));
+                        }
+                        None => {
+                            return Err(format!(
+                                "{{{name}}}: expected {expected:?}, but it has no value"
+                            ));
+                        }
                     }
                 }
             }

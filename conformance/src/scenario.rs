@@ -24,8 +24,9 @@
 //!
 //! Strings in payloads, matches and paths may use placeholders: `{sandbox}`
 //! (the scenario's temporary directory), `{root}` (the first workspace
-//! root), `{home}` (the runner's `HOME`), and any name captured by an
-//! earlier `expect` step. `{{name}}` stands for the literal text `{name}`;
+//! root), `{home}` (the runner's `HOME`), `{relay_url}` and `{api_key}`
+//! (what the runner was given), and any name captured by an earlier
+//! `expect` or `read_worker` step. `{{name}}` stands for the literal text `{name}`;
 //! any other brace is kept as written, so JSON content needs no escaping.
 
 use std::collections::BTreeMap;
@@ -289,11 +290,32 @@ pub enum Step {
     /// set the placeholders `worker_pid`, `grandchild_pid` (when it has
     /// one) and `worker_cwd`, and `worker_env_<NAME>` for each `PIZZAPI_`
     /// variable it saw.
+    ///
+    /// Placeholders set by an earlier `read_worker` are cleared first, so a
+    /// variable the new record lacks is absent. With `alive = true` only a
+    /// record whose worker is still running counts, so after a restart
+    /// (code 43) the record of the new worker is read, not its
+    /// predecessor's.
     ReadWorker {
         /// The session id (placeholders allowed).
         session: String,
         /// How long to wait for the record (default 5000 ms).
         timeout_ms: Option<u64>,
+        /// Wait for the record of a live worker.
+        #[serde(default)]
+        alive: bool,
+    },
+    /// Check a placeholder's value, e.g. `worker_env_PIZZAPI_SESSION_ID`
+    /// after `read_worker`: exactly one of `equals` (placeholders allowed)
+    /// or `absent = true`.
+    CheckVar {
+        /// The placeholder's name, without braces.
+        name: String,
+        /// The value it must have.
+        equals: Option<String>,
+        /// It must have no value.
+        #[serde(default)]
+        absent: bool,
     },
     /// Check a process recorded by the fixture worker (or captured).
     CheckProcess {
@@ -546,6 +568,14 @@ impl Scenario {
                         ));
                     }
                 }
+                Step::CheckVar { equals, absent, .. } => {
+                    if equals.is_some() == *absent {
+                        return Err((
+                            at("equals"),
+                            "give exactly one of `equals` or `absent = true`".to_owned(),
+                        ));
+                    }
+                }
                 _ => {}
             }
         }
@@ -711,6 +741,14 @@ code = 0
             "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"expect\"\nevent = \"pong\"\nmatchs = {}\n",
         );
         assert!(e.message.contains("unknown field `matchs`"), "{e}");
+
+        for both_or_neither in ["equals = \"s1\"\nabsent = true\n", ""] {
+            let e = err(&format!(
+                "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"check_var\"\nname = \"worker_env_PIZZAPI_SESSION_ID\"\n{both_or_neither}"
+            ));
+            assert_eq!(e.field, "steps[0].equals", "{e}");
+            assert!(e.message.contains("exactly one of `equals`"), "{e}");
+        }
 
         let e = err("name = \"Bad Name\"\ndescription = \"d\"\n");
         assert_eq!((e.line, e.field.as_str()), (1, "name"));

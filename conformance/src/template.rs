@@ -28,6 +28,11 @@ impl Vars {
         self.values.insert(name.into(), value.into());
     }
 
+    /// Removes every value whose name matches.
+    pub fn remove_where(&mut self, mut matches: impl FnMut(&str) -> bool) {
+        self.values.retain(|name, _| !matches(name));
+    }
+
     /// A value.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
