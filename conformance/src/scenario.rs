@@ -568,13 +568,11 @@ impl Scenario {
                         ));
                     }
                 }
-                Step::CheckVar { equals, absent, .. } => {
-                    if equals.is_some() == *absent {
-                        return Err((
-                            at("equals"),
-                            "give exactly one of `equals` or `absent = true`".to_owned(),
-                        ));
-                    }
+                Step::CheckVar { equals, absent, .. } if equals.is_some() == *absent => {
+                    return Err((
+                        at("equals"),
+                        "give exactly one of `equals` or `absent = true`".to_owned(),
+                    ));
                 }
                 _ => {}
             }

@@ -49,6 +49,7 @@ mod recorder;
 mod registry;
 mod terminals;
 
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -677,6 +678,13 @@ impl RelayHandle {
         timeout: Duration,
     ) -> Result<Record, RelayError> {
         self.shared.recorder.expect(since, pred, timeout).await
+    }
+
+    /// How many records each event name has had since the relay started,
+    /// including those the transcript cap evicted: a cheap count of, say,
+    /// `runner_session_event`s received, whatever the cap.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.shared.recorder.counts()
     }
 
     /// The transcript kept in memory, oldest first (with a

@@ -8,7 +8,7 @@
 //! configured, receives every record (it is fed through an unbounded channel,
 //! so a slow disk delays the file, never the relay, and loses nothing).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -65,6 +65,8 @@ struct Inner {
     records: VecDeque<Record>,
     cap: usize,
     dropped: u64,
+    /// Records per event name, evicted ones included.
+    counts: HashMap<String, u64>,
     sink: Option<mpsc::UnboundedSender<String>>,
 }
 
@@ -99,6 +101,7 @@ impl Recorder {
                 records: VecDeque::new(),
                 cap: cap.max(1),
                 dropped: 0,
+                counts: HashMap::new(),
                 sink,
             }),
             started: Instant::now(),
@@ -125,6 +128,12 @@ impl Recorder {
         let mut inner = self.lock();
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        match inner.counts.get_mut(event) {
+            Some(count) => *count += 1,
+            None => {
+                inner.counts.insert(event.to_owned(), 1);
+            }
+        }
         let record = Record {
             seq,
             at_us: self.now_us(),
@@ -159,6 +168,12 @@ impl Recorder {
     /// Stops feeding the transcript file, so that its writer can finish.
     pub(crate) fn close_sink(&self) {
         self.lock().sink = None;
+    }
+
+    /// How many records each event name has had, evicted ones included.
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        let inner = self.lock();
+        inner.counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// The sequence number the next record will get.
@@ -380,6 +395,20 @@ mod tests {
         r.clear();
         assert!(r.snapshot(0, None).is_empty());
         assert_eq!(push(&r, "after"), 6);
+    }
+
+    #[test]
+    fn counts_include_evicted_and_cleared_records() {
+        let (r, _) = Recorder::new(2, false);
+        for _ in 0..4 {
+            push(&r, "runner_session_event");
+        }
+        push(&r, "pong");
+        r.clear();
+        let counts = r.counts();
+        assert_eq!(counts["runner_session_event"], 4);
+        assert_eq!(counts["pong"], 1);
+        assert_eq!(counts.len(), 2);
     }
 
     #[test]
