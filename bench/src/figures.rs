@@ -74,25 +74,32 @@ pub async fn b1(mode: Mode, programs: &Programs) -> anyhow::Result<Vec<Row>> {
     let (r1, id1) = attach(RunnerKind::Ours, &mut ours, "b1-ours", programs).await?;
     let (r2, id2) = attach(RunnerKind::Node, &mut ours, "b1-node", programs).await?;
     let (r3, id3) = attach(RunnerKind::Ours, &mut node, "b1-ours", programs).await?;
+    // The floor: a bare client that answers from its read loop, so what is
+    // left of a runner's round trip above it is the runner's own share.
+    let bare = Clients::connect(ours.port, 1, 1, Behaviour::Answer, "b1-bare", REGISTER).await?;
+    let id4 = "b1-bare-0";
     let timeout = Duration::from_secs(120);
     let ping = |id: &str, count: usize| json!({"cmd": "ping", "runnerId": id, "count": count, "timeoutMs": 5000});
     // Warm-up (JIT, allocator, connection buffers), not counted.
     ours.samples(ping(&id1, round / 2), timeout).await?;
     ours.samples(ping(&id2, round / 2), timeout).await?;
     node.samples(ping(&id3, round / 2), timeout).await?;
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    ours.samples(ping(id4, round / 2), timeout).await?;
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..total / round {
         a.extend(ours.samples(ping(&id1, round), timeout).await?);
         b.extend(ours.samples(ping(&id2, round), timeout).await?);
         c.extend(node.samples(ping(&id3, round), timeout).await?);
+        d.extend(ours.samples(ping(id4, round), timeout).await?);
     }
     for r in [r1, r2, r3] {
         r.stop().await;
     }
+    bare.close().await?;
     ours.stop().await;
     node.stop().await;
 
-    let (sa, sb, sc) = (summary(&a)?, summary(&b)?, summary(&c)?);
+    let (sa, sb, sc, sd) = (summary(&a)?, summary(&b)?, summary(&c)?, summary(&d)?);
     let setup = format!("{total} sequential per pair, pairs alternating in rounds of {round}");
     let mut row = Row::new(
         "B1",
@@ -104,7 +111,12 @@ pub async fn b1(mode: Mode, programs: &Programs) -> anyhow::Result<Vec<Row>> {
     row.ratio = ratio(sa.p50_ns as f64, sb.p50_ns as f64);
     row.target = "p50 ≤ 150 µs; ≤ 0.5× Node runner".into();
     row.met = Some(sa.p50_ns <= 150_000 && row.ratio.is_some_and(|r| r <= 0.5));
-    row.data = json!({"ourRelayOurRunner": sa, "ourRelayNodeRunner": sb, "nodeRelayOurRunner": sc});
+    row.data = json!({
+        "ourRelayOurRunner": sa,
+        "ourRelayNodeRunner": sb,
+        "nodeRelayOurRunner": sc,
+        "ourRelayBareClient": sd,
+    });
     let mut row2 = Row::new(
         "B1",
         "`ping`→`pong` round trip: Node relay × our runner",
@@ -114,7 +126,19 @@ pub async fn b1(mode: Mode, programs: &Programs) -> anyhow::Result<Vec<Row>> {
     row2.peer = format!("our relay × our runner: {}", sa.text());
     row2.ratio = ratio(sc.p50_ns as f64, sa.p50_ns as f64);
     row2.data = json!({"nodeRelayOurRunner": sc});
-    Ok(vec![row, row2])
+    let mut row3 = Row::new(
+        "B1",
+        "`ping`→`pong` round trip: our relay × bare WebSocket client (the floor: relay and loopback)",
+        &setup,
+    );
+    row3.result = sd.text();
+    row3.peer = format!(
+        "above it: our runner +{}, Node runner +{} (p50)",
+        ns(sa.p50_ns.saturating_sub(sd.p50_ns)),
+        ns(sb.p50_ns.saturating_sub(sd.p50_ns))
+    );
+    row3.data = json!({"ourRelayBareClient": sd});
+    Ok(vec![row, row2, row3])
 }
 
 /// One B2 window: `clients` streaming into a fresh relay; events/s the
@@ -124,7 +148,7 @@ async fn stream_window(
     clients: usize,
     window: Duration,
     programs: &Programs,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let mut relay = Relay::start(kind, 0, programs).await?;
     let load = Clients::connect(relay.port, clients, 64, Behaviour::Stream, "b2", REGISTER).await?;
     let command = json!({
@@ -134,6 +158,11 @@ async fn stream_window(
     });
     let reply = relay.call_start(command).await?;
     load.start_streaming();
+    // The relay's CPU over (about) the same window: how many cores it used.
+    tokio::time::sleep(window / 5).await;
+    let (c0, t0) = (cpu_time(relay.pid())?, Instant::now());
+    tokio::time::sleep(window).await;
+    let cores = (cpu_time(relay.pid())? - c0).as_secs_f64() / t0.elapsed().as_secs_f64();
     let reply = relay
         .call_finish(reply, window * 3 + Duration::from_secs(30))
         .await?;
@@ -150,7 +179,7 @@ async fn stream_window(
         "{}: no events recorded",
         kind.label()
     );
-    Ok(events as f64 / (elapsed as f64 / 1e9))
+    Ok((events as f64 / (elapsed as f64 / 1e9), cores))
 }
 
 /// B2: `runner_session_event` streams from 1 and 100 clients.
@@ -159,26 +188,46 @@ pub async fn b2(mode: Mode, programs: &Programs) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for clients in [1usize, 100] {
         let (mut ours, mut node) = (Vec::new(), Vec::new());
+        let (mut ours_cores, mut node_cores) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            ours.push(stream_window(RelayKind::Ours, clients, window, programs).await?);
-            node.push(stream_window(RelayKind::Node, clients, window, programs).await?);
+            let (rate, cores) = stream_window(RelayKind::Ours, clients, window, programs).await?;
+            ours.push(rate);
+            ours_cores.push(cores);
+            let (rate, cores) = stream_window(RelayKind::Node, clients, window, programs).await?;
+            node.push(rate);
+            node_cores.push(cores);
         }
         let (o, n) = (median(&ours), median(&node));
+        let (oc, nc) = (median(&ours_cores), median(&node_cores));
         let mut row = Row::new(
             "B2",
             format!("`runner_session_event`s recorded by the relay, from {clients} runner(s)"),
             format!(
-                "{rounds} × {:.1} s per relay, alternating; bare WebSocket clients sending as fast as the socket takes",
+                "{rounds} × {:.1} s per relay, alternating; bare WebSocket clients in the harness sending as fast as the socket takes (they share the cores)",
                 window.as_secs_f64()
             ),
         );
-        row.result = format!("our relay: {}", rate(o));
-        row.peer = format!("Node relay: {}", rate(n));
+        let per_cpu = |rate: f64, cores: f64| if cores > 0.0 { rate / cores } else { 0.0 };
+        row.result = format!(
+            "our relay: {} on {oc:.2} cores ({} per CPU-second)",
+            rate(o),
+            rate(per_cpu(o, oc)).trim_end_matches("/s")
+        );
+        row.peer = format!(
+            "Node relay: {} on {nc:.2} cores ({} per CPU-second)",
+            rate(n),
+            rate(per_cpu(n, nc)).trim_end_matches("/s")
+        );
         row.ratio = ratio(o, n);
         row.target = "≥ 2× Node relay".into();
         row.met = row.ratio.map(|r| r >= 2.0);
-        row.data =
-            json!({"clients": clients, "ourRelayPerSecond": ours, "nodeRelayPerSecond": node});
+        row.data = json!({
+            "clients": clients,
+            "ourRelayPerSecond": ours,
+            "nodeRelayPerSecond": node,
+            "ourRelayCores": ours_cores,
+            "nodeRelayCores": node_cores,
+        });
         rows.push(row);
     }
     Ok(rows)

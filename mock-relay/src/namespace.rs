@@ -250,32 +250,41 @@ impl DisconnectHandler<LocalAdapter, ClosedMarker> for Closed {
 impl Shared {
     /// One event from a runner: record it, then act on it.
     fn inbound(self: &Arc<Self>, sid: Sid, name: &str, payload: Value) {
-        let meta = self.lock_registry().socket(sid).cloned();
-        let runner_id = meta.as_ref().map(|m| m.runner_id.clone());
-        let decoded =
-            (name != names::REGISTER_RUNNER).then(|| RunnerEvent::decode(name, payload.clone()));
-        // Terminal output is stored before the event is recorded, so that
-        // whoever waits for the record finds the output already there.
-        if let Some(Ok(event)) = &decoded {
-            self.terminal_event(sid, event);
-        }
-        self.recorder.push(
-            RecordDirection::In,
-            runner_id.as_deref(),
-            Some(&sid.to_string()),
-            name,
-            payload.clone(),
-        );
         if name == names::REGISTER_RUNNER {
+            let meta = self.lock_registry().socket(sid).cloned();
+            self.recorder.push(
+                RecordDirection::In,
+                meta.as_ref().map(|m| m.runner_id.as_str()),
+                Some(&sid.to_string()),
+                name,
+                payload.clone(),
+            );
             if let Some(meta) = meta {
                 self.register(sid, meta, payload);
             }
             return;
         }
+        let runner_id = self
+            .lock_registry()
+            .socket(sid)
+            .map(|m| m.runner_id.clone());
+        let decoded = RunnerEvent::decode(name, payload.clone());
+        // Terminal output is stored before the event is recorded, so that
+        // whoever waits for the record finds the output already there.
+        if let Ok(event) = &decoded {
+            self.terminal_event(sid, event);
+        }
+        // The payload itself goes to the transcript: no second copy.
+        self.recorder.push(
+            RecordDirection::In,
+            runner_id.as_deref(),
+            Some(&sid.to_string()),
+            name,
+            payload,
+        );
         let event = match decoded {
-            None => return,
-            Some(Ok(event)) => event,
-            Some(Err(err)) => {
+            Ok(event) => event,
+            Err(err) => {
                 tracing::warn!(
                     runner_id = runner_id.as_deref().unwrap_or("-"),
                     %err,
