@@ -418,6 +418,20 @@ impl Shared {
     ) -> Result<(), RelayError> {
         let not_connected = || RelayError::NotConnected(runner_id.unwrap_or("?").to_owned());
         let socket = self.socket(sid).ok_or_else(not_connected)?;
+        // socketioxide sends a namespace's CONNECT packet before it marks
+        // the socket connected, and `emit` refuses an unmarked socket. A
+        // runner that registers the moment it sees CONNECT can be handled
+        // (on another thread) in that gap, and its `runner_registered`
+        // would be lost. The mark follows within microseconds: wait for it.
+        if !socket.connected() {
+            let deadline = std::time::Instant::now() + CONNECT_MARK;
+            while !socket.connected()
+                && std::time::Instant::now() < deadline
+                && self.socket(sid).is_some()
+            {
+                std::thread::yield_now();
+            }
+        }
         let _order = self.send_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Recorded before it is handed to the socket: once handed over, the
         // runner may answer before this thread records anything, and the
@@ -865,6 +879,10 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-text panic payload".to_owned())
 }
+
+/// How long an emit waits for socketioxide to mark a just-connected socket
+/// connected (see [`Shared::emit_now`]); the gap is normally microseconds.
+const CONNECT_MARK: Duration = Duration::from_millis(100);
 
 /// How long a stopping listener may take to finish in-flight HTTP requests
 /// before its connections are cut.
