@@ -9,7 +9,7 @@
 //! takes them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -42,8 +42,6 @@ pub struct Clients {
     tasks: JoinSet<anyhow::Result<()>>,
     go: watch::Sender<bool>,
     stop: Arc<AtomicBool>,
-    /// Events sent by streaming clients.
-    pub sent: Arc<AtomicU64>,
     /// How long it took from the first connect until every client was
     /// registered.
     pub all_registered: Duration,
@@ -62,7 +60,6 @@ impl Clients {
     ) -> anyhow::Result<Clients> {
         let (go, go_rx) = watch::channel(false);
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
         let gate = Arc::new(Semaphore::new(parallel.max(1)));
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<anyhow::Result<()>>(n.max(1));
         let mut tasks = JoinSet::new();
@@ -73,7 +70,6 @@ impl Clients {
             let ready = ready_tx.clone();
             let go = go_rx.clone();
             let stop = Arc::clone(&stop);
-            let sent = Arc::clone(&sent);
             tasks.spawn(async move {
                 let permit = gate.acquire_owned().await?;
                 let ws = match register(port, &runner_id).await {
@@ -89,7 +85,7 @@ impl Clients {
                 };
                 match behaviour {
                     Behaviour::Answer => answer(ws, &stop).await,
-                    Behaviour::Stream => stream(ws, &runner_id, go, &stop, &sent).await,
+                    Behaviour::Stream => stream(ws, &runner_id, go, &stop).await,
                 }
             });
         }
@@ -116,7 +112,6 @@ impl Clients {
             tasks,
             go,
             stop,
-            sent,
             all_registered: t0.elapsed(),
         })
     }
@@ -241,7 +236,6 @@ async fn stream(
     runner_id: &str,
     mut go: watch::Receiver<bool>,
     stop: &AtomicBool,
-    sent: &AtomicU64,
 ) -> anyhow::Result<()> {
     let _ = go.wait_for(|go| *go).await;
     let mut seq: u64 = 0;
@@ -254,7 +248,6 @@ async fn stream(
             .await?;
         }
         ws.flush().await?;
-        sent.fetch_add(BATCH as u64, Ordering::Relaxed);
     }
     let _ = ws.close(None).await;
     Ok(())

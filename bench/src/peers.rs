@@ -178,30 +178,6 @@ impl Relay {
             .unwrap_or_default())
     }
 
-    /// Waits until `n` runners are connected, and returns the ids of those
-    /// registered after the first `skip`.
-    pub async fn wait_runners(
-        &mut self,
-        n: usize,
-        timeout: Duration,
-    ) -> anyhow::Result<Vec<String>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let ids = self.runners().await?;
-            if ids.len() >= n {
-                return Ok(ids);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "{}: {} of {n} runners registered after {timeout:?}",
-                    self.kind.label(),
-                    ids.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Samples (ns) from a command that returns `rttNs`.
     pub async fn samples(&mut self, command: Value, timeout: Duration) -> anyhow::Result<Vec<u64>> {
         let reply = self.call(command, timeout).await?;
@@ -259,7 +235,7 @@ pub struct Runner {
     /// Which one.
     pub kind: RunnerKind,
     child: Child,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 impl Runner {
@@ -319,11 +295,7 @@ impl Runner {
         let child = command
             .spawn()
             .with_context(|| format!("cannot start {}", kind.label()))?;
-        Ok(Runner {
-            kind,
-            child,
-            _home: home,
-        })
+        Ok(Runner { kind, child, home })
     }
 
     /// The process id.
@@ -333,7 +305,7 @@ impl Runner {
 
     /// What it wrote to stderr so far (for error messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._home.path().join("runner.log")).unwrap_or_default()
+        std::fs::read_to_string(self.home.path().join("runner.log")).unwrap_or_default()
     }
 
     /// Stops it with SIGTERM, then SIGKILL after 5 s.

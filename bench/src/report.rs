@@ -28,7 +28,7 @@ pub struct Row {
     /// Whether the goal is met (`None`: a figure only reported, or one this
     /// mode cannot judge).
     pub met: Option<bool>,
-    /// Why `met` is what it is, when that needs saying.
+    /// What needs saying beside `met` (shown in that column).
     pub note: Option<String>,
     /// The raw numbers.
     pub data: Value,
@@ -185,8 +185,10 @@ impl Report {
                 .ratio
                 .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
             let met = match (row.met, &row.note) {
-                (Some(true), _) => "yes".to_owned(),
-                (Some(false), _) => "**no**".to_owned(),
+                (Some(true), None) => "yes".to_owned(),
+                (Some(false), None) => "**no**".to_owned(),
+                (Some(true), Some(note)) => format!("yes ({note})"),
+                (Some(false), Some(note)) => format!("**no** ({note})"),
                 (None, Some(note)) => note.clone(),
                 (None, None) => "—".to_owned(),
             };
