@@ -27,6 +27,7 @@ use runner_protocol::ServerEvent;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use crate::level::Level;
 use crate::normalize::{Entry, Flow, Normalizer};
 use crate::scenario::{RunnerSignal, Scenario, Step};
 use crate::template::{Vars, field, subset};
@@ -93,6 +94,8 @@ impl std::fmt::Display for Failure {
 pub struct Outcome {
     /// The scenario's name.
     pub name: String,
+    /// The scenario's level.
+    pub level: Level,
     /// `None` when every step held.
     pub failure: Option<Failure>,
     /// The relay's transcript.
@@ -126,6 +129,7 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
         Err(message) => {
             return Outcome {
                 name: scenario.name.clone(),
+                level: scenario.level,
                 failure: Some(Failure {
                     step: None,
                     message,
@@ -155,6 +159,7 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
     run.relay.clone().shutdown().await;
     Outcome {
         name: scenario.name.clone(),
+        level: scenario.level,
         failure,
         transcript,
         normalized,
@@ -449,18 +454,23 @@ impl Run {
                     ));
                 }
             }
-            Step::ExpectExit { code, timeout_ms } => {
+            Step::ExpectExit {
+                code,
+                nonzero,
+                timeout_ms,
+            } => {
                 let timeout = timeout_ms.map_or(DEFAULT_EXIT, Duration::from_millis);
                 let child = self.latest()?;
                 let status = tokio::time::timeout(timeout, child.wait())
                     .await
                     .map_err(|_| format!("the runner did not exit within {timeout:?}"))?
                     .map_err(|e| format!("waiting for the runner: {e}"))?;
-                if status.code() != Some(*code) {
-                    return Err(format!(
-                        "expected exit code {code}, got {status}\n{}",
-                        self.logs()
-                    ));
+                let (held, wanted) = match code {
+                    Some(code) => (status.code() == Some(*code), format!("exit code {code}")),
+                    None => (*nonzero && !status.success(), "a non-zero exit".to_owned()),
+                };
+                if !held {
+                    return Err(format!("expected {wanted}, got {status}\n{}", self.logs()));
                 }
                 self.settle_disconnect().await;
             }
@@ -508,6 +518,7 @@ impl Run {
                 path,
                 exists,
                 content,
+                mode,
             } => {
                 let path = PathBuf::from(self.vars.fill(path).map_err(|e| e.to_string())?);
                 let found = std::fs::symlink_metadata(&path).is_ok();
@@ -529,6 +540,32 @@ impl Run {
                             path.display()
                         ));
                     }
+                }
+                if let Some(wanted) = mode.as_deref().and_then(crate::scenario::parse_mode) {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let actual = std::fs::symlink_metadata(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                        .permissions()
+                        .mode()
+                        & 0o7777;
+                    if actual != wanted {
+                        return Err(format!(
+                            "{}: expected mode {wanted:04o}, found {actual:04o}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            Step::ReadJson { path, capture } => {
+                let path = PathBuf::from(self.vars.fill(path).map_err(|e| e.to_string())?);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let json: Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+                for (name, key) in capture {
+                    let value = field(&json, key)
+                        .ok_or_else(|| format!("{} has no field {key}: {text}", path.display()))?;
+                    self.vars.set(name.clone(), value);
                 }
             }
             Step::WriteFs { path, content } => {
@@ -585,10 +622,27 @@ impl Run {
             Step::CheckVar {
                 name,
                 equals,
+                matches,
                 absent,
             } => {
                 let actual = self.vars.get(name);
-                if *absent {
+                if let Some(pattern) = matches {
+                    let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
+                        .map_err(|e| format!("matches: {e}"))?;
+                    match actual {
+                        Some(value) if whole.is_match(&value) => {}
+                        Some(value) => {
+                            return Err(format!(
+                                "{{{name}}}: {value:?} does not match /{pattern}/"
+                            ));
+                        }
+                        None => {
+                            return Err(format!(
+                                "{{{name}}}: expected a value matching /{pattern}/, but it has none"
+                            ));
+                        }
+                    }
+                } else if *absent {
                     if let Some(value) = actual {
                         return Err(format!("{{{name}}} should be absent, but is {value:?}"));
                     }

@@ -1,7 +1,7 @@
 //! Conformance scenarios for `/runner` runners.
 //!
 //! A scenario ([`scenario::Scenario`]) sets up a sandbox and scripts what a
-//! relay sends and expects; the driver (to come) runs it against any runner
+//! relay sends and expects; the [`driver`] runs it against any runner
 //! *process* through the mock relay and returns the relay's transcript;
 //! [`normalize`] turns a transcript into stable text for snapshots. The
 //! crate never links runner code into its verdicts, so it judges other
@@ -9,17 +9,25 @@
 //!
 //! Modules:
 //!
+//! * [`level`] — what a scenario's verdict stands on: the contract, our
+//!   extensions, hardening, or this workspace's runner's own choices;
 //! * [`scenario`] — the scenario model and its TOML form, with errors that
 //!   point at the file, line and field;
 //! * [`template`] — placeholders (`{root}`, captured ids), JSON subset
 //!   matching and captures;
 //! * [`normalize`] — transcript → text: numbered id placeholders, secrets,
-//!   clocks and sandbox paths replaced, canonical order for bursts.
+//!   clocks and sandbox paths replaced, canonical order for bursts;
+//! * [`report`] — the table of a run, grouped by level, and its per-level
+//!   summary;
+//! * [`driver`] — runs one scenario against a runner process through an
+//!   embedded mock relay.
 
 #![warn(missing_docs)]
 
 pub mod driver;
+pub mod level;
 pub mod normalize;
+pub mod report;
 pub mod scenario;
 pub mod template;
 

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Parser;
 use conformance::driver::{self, DriverConfig, Outcome};
+use conformance::level::Level;
+use conformance::report;
 use conformance::scenario::Scenario;
 
 /// Runs the /runner protocol conformance scenarios against a runner.
@@ -19,6 +21,14 @@ use conformance::scenario::Scenario;
 /// it through the scenario's steps and checks every reply. Any runner
 /// implementation can be tested: it only has to read the PIZZAPI_*
 /// environment variables of the protocol reference.
+///
+/// Every scenario has a level, and the report counts each level apart:
+///   contract        the protocol reference's rules (sections 1-9)
+///   extension       the reference's "This project" rules and Extensions
+///   hardening       what every runner executing network commands must do
+///   pizzapi-runner  this workspace's runner's own choices
+/// The exit status is 0 when every selected scenario passed, 1 when one
+/// failed, 64 for a usage or set-up error.
 #[derive(Debug, Parser)]
 #[command(name = "runner-conformance", version)]
 struct Args {
@@ -36,6 +46,12 @@ struct Args {
     /// e.g. `skills-*`. Default: all.
     #[arg(long, value_name = "GLOB")]
     scenario: Option<String>,
+
+    /// Run only these levels, comma-separated, e.g. `contract,extension`.
+    /// Default: every level against this workspace's runner; every level
+    /// but pizzapi-runner with --runner-cmd.
+    #[arg(long, value_name = "LEVELS", value_parser = Level::parse_list)]
+    level: Option<Vec<Level>>,
 
     /// List the scenarios and exit.
     #[arg(long)]
@@ -88,9 +104,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
             bail!("no scenario matches {glob:?} (see --list)");
         }
     }
+    let levels = args
+        .level
+        .clone()
+        .unwrap_or_else(|| Level::defaults(args.runner_cmd.is_some()));
+    scenarios.retain(|(_, s)| levels.contains(&s.level));
+    if scenarios.is_empty() {
+        bail!("no selected scenario has one of the levels {levels:?} (see --list)");
+    }
     if args.list {
         for (_, s) in &scenarios {
-            println!("{:<40} {}", s.name, s.description);
+            println!("{:<40} {:<15} {}", s.name, s.level, s.description);
         }
         return Ok(true);
     }
@@ -133,9 +157,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
         worker_cmd,
         port: args.port,
     };
+    let names: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
     eprintln!(
-        "running {} scenarios, {jobs} at a time, against {}",
+        "running {} scenarios ({}), {jobs} at a time, against {}",
         scenarios.len(),
+        names.join(", "),
         shell_words::join(&config.runner_cmd)
     );
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -144,8 +170,10 @@ fn run(args: Args) -> anyhow::Result<bool> {
         config,
         jobs,
     ));
-    let table = table(&outcomes);
+    let table = report::table(&outcomes);
+    let summary = report::summary(&outcomes);
     println!("{table}");
+    println!("{summary}");
     if args.show_logs {
         for o in outcomes.iter().filter(|o| !o.passed()) {
             eprintln!("--- runner log of {} ---\n{}", o.name, o.runner_log);
@@ -154,7 +182,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
     println!("{} passed, {failed} failed", outcomes.len() - failed);
     if let Some(path) = &args.report {
-        write_report(path, &outcomes, &table)?;
+        write_report(path, &outcomes, &format!("{table}\n{summary}"))?;
     }
     Ok(failed == 0)
 }
@@ -204,51 +232,10 @@ async fn run_all(scenarios: Vec<Scenario>, config: DriverConfig, jobs: usize) ->
     outcomes.into_iter().flatten().collect()
 }
 
-fn table(outcomes: &[Outcome]) -> String {
-    let mut out =
-        String::from("| scenario | result | time | first difference |\n|---|---|---|---|\n");
-    for o in outcomes {
-        let diff = match &o.failure {
-            None => String::new(),
-            Some(f) => {
-                let tail = o.transcript_tail(6);
-                let mut text = f.to_string();
-                if !tail.is_empty() {
-                    text.push_str(" — transcript tail: ");
-                    text.push_str(&tail.replace('\n', " ⏎ "));
-                }
-                text.replace('|', "\\|").replace('\n', " ")
-            }
-        };
-        out.push_str(&format!(
-            "| {} | {} | {:.1}s | {} |\n",
-            o.name,
-            if o.passed() { "pass" } else { "**FAIL**" },
-            o.elapsed.as_secs_f64(),
-            diff
-        ));
-    }
-    out
-}
-
 fn write_report(path: &Path, outcomes: &[Outcome], table: &str) -> anyhow::Result<()> {
     let text = match path.extension().and_then(|e| e.to_str()) {
         Some("md") => table.to_owned(),
-        Some("json") => {
-            let rows: Vec<serde_json::Value> = outcomes
-                .iter()
-                .map(|o| {
-                    serde_json::json!({
-                        "name": o.name,
-                        "passed": o.passed(),
-                        "elapsedMs": o.elapsed.as_millis() as u64,
-                        "failure": o.failure.as_ref().map(|f| f.to_string()),
-                        "transcriptTail": o.failure.as_ref().map(|_| o.transcript_tail(20)),
-                    })
-                })
-                .collect();
-            serde_json::to_string_pretty(&rows)? + "\n"
-        }
+        Some("json") => serde_json::to_string_pretty(&report::json(outcomes))? + "\n",
         _ => bail!("--report {}: use a .md or .json file", path.display()),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))

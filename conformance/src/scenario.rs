@@ -6,6 +6,7 @@
 //!
 //! ```toml
 //! name = "spawn-cwd-outside-roots"
+//! level = "contract"
 //! description = "A new_session whose cwd lies outside the roots is refused."
 //!
 //! [sandbox]
@@ -33,6 +34,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use runner_protocol::{RunnerEvent, ServerEvent};
+
+pub use crate::level::Level;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -51,6 +54,8 @@ pub struct Scenario {
     pub name: String,
     /// What the scenario shows, in a sentence or two.
     pub description: String,
+    /// What its verdict stands on (see [`crate::level`]).
+    pub level: Level,
     /// What exists before the runner starts.
     pub sandbox: Sandbox,
     /// Whether the driver waits for the runner to register before the
@@ -67,6 +72,7 @@ pub struct Scenario {
 struct RawScenario {
     name: String,
     description: String,
+    level: Level,
     #[serde(default)]
     sandbox: Sandbox,
     #[serde(default = "yes")]
@@ -164,7 +170,8 @@ pub enum Step {
     Emit {
         /// The event name.
         event: String,
-        /// The payload (any JSON when raw).
+        /// The payload (any JSON when raw). In a file, `payload_json` gives
+        /// it as JSON text instead, for what TOML cannot write (`null`).
         #[serde(default = "empty_object")]
         payload: Value,
         /// Send without checking the payload.
@@ -215,10 +222,15 @@ pub enum Step {
         /// How long to watch.
         for_ms: u64,
     },
-    /// Wait for the runner process to exit with this code.
+    /// Wait for the runner process to exit: with `code`, or with any
+    /// non-zero code (`nonzero = true`, for where the reference says only
+    /// that the runner stops on an error). Exactly one of the two.
     ExpectExit {
         /// The expected exit code.
-        code: i32,
+        code: Option<i32>,
+        /// Any exit code but 0 (a signal counts as non-zero).
+        #[serde(default)]
+        nonzero: bool,
         /// How long to wait (default 10000 ms).
         timeout_ms: Option<u64>,
     },
@@ -278,6 +290,16 @@ pub enum Step {
         exists: Option<bool>,
         /// The content it must have.
         content: Option<String>,
+        /// The permission bits it must have, in octal (`"0600"`).
+        mode: Option<String>,
+    },
+    /// Read a JSON file and store some of its fields as placeholders:
+    /// placeholder name → field path, as in `expect`'s `capture`.
+    ReadJson {
+        /// The path (placeholders allowed).
+        path: String,
+        /// Placeholder name → field path (`runnerSecret`, `a.0.b`).
+        capture: BTreeMap<String, String>,
     },
     /// Write a file (e.g. to tamper with the runner's state between runs).
     WriteFs {
@@ -306,13 +328,17 @@ pub enum Step {
         alive: bool,
     },
     /// Check a placeholder's value, e.g. `worker_env_PIZZAPI_SESSION_ID`
-    /// after `read_worker`: exactly one of `equals` (placeholders allowed)
-    /// or `absent = true`.
+    /// after `read_worker`: exactly one of `equals` (placeholders allowed),
+    /// `matches` (a regular expression the whole value must match) or
+    /// `absent = true`.
     CheckVar {
         /// The placeholder's name, without braces.
         name: String,
         /// The value it must have.
         equals: Option<String>,
+        /// A regular expression the whole value must match, e.g.
+        /// `[0-9a-f]{64}`.
+        matches: Option<String>,
         /// It must have no value.
         #[serde(default)]
         absent: bool,
@@ -412,10 +438,36 @@ impl Scenario {
                     ));
                 }
             };
+            // TOML has no null: `payload_json` writes an emit's payload as
+            // JSON text instead.
+            let payload_json = match table.remove("payload_json") {
+                None => None,
+                Some(toml::Value::String(text)) if action == "emit" => {
+                    let (line, path) = at_field("payload_json");
+                    if table.contains_key("payload") {
+                        return Err(error(
+                            line,
+                            path,
+                            "give `payload` or `payload_json`, not both".to_owned(),
+                        ));
+                    }
+                    let value: Value = serde_json::from_str(&text)
+                        .map_err(|e| error(line, path, format!("not JSON: {e}")))?;
+                    Some(value)
+                }
+                Some(_) => {
+                    let (line, path) = at_field("payload_json");
+                    return Err(error(
+                        line,
+                        path,
+                        "only an emit takes `payload_json`, as a string of JSON text".to_owned(),
+                    ));
+                }
+            };
             let mut tagged = toml::Table::new();
             tagged.insert(action, toml::Value::Table(table));
-            let step: Step =
-                serde_path_to_error::deserialize(toml::Value::Table(tagged)).map_err(|e| {
+            let mut step: Step = serde_path_to_error::deserialize(toml::Value::Table(tagged))
+                .map_err(|e| {
                     // The path starts with the variant (`expect.timeout_ms`);
                     // an unknown variant has only that segment.
                     let path = e.path().to_string();
@@ -426,11 +478,15 @@ impl Scenario {
                     let (line, path) = at_field(&field);
                     error(line, path, e.into_inner().message().trim().to_owned())
                 })?;
+            if let (Some(value), Step::Emit { payload, .. }) = (payload_json, &mut step) {
+                *payload = value;
+            }
             steps.push(step);
         }
         let scenario = Scenario {
             name: raw.name,
             description: raw.description,
+            level: raw.level,
             sandbox: raw.sandbox,
             wait_registered: raw.wait_registered,
             steps,
@@ -568,10 +624,39 @@ impl Scenario {
                         ));
                     }
                 }
-                Step::CheckVar { equals, absent, .. } if equals.is_some() == *absent => {
+                Step::ExpectExit { code, nonzero, .. } if code.is_some() == *nonzero => {
                     return Err((
-                        at("equals"),
-                        "give exactly one of `equals` or `absent = true`".to_owned(),
+                        at("code"),
+                        "give exactly one of `code` or `nonzero = true`".to_owned(),
+                    ));
+                }
+                Step::CheckVar {
+                    equals,
+                    matches,
+                    absent,
+                    ..
+                } => {
+                    let given = usize::from(equals.is_some())
+                        + usize::from(matches.is_some())
+                        + usize::from(*absent);
+                    if given != 1 {
+                        return Err((
+                            at("equals"),
+                            "give exactly one of `equals`, `matches` or `absent = true`".to_owned(),
+                        ));
+                    }
+                    if let Some(pattern) = matches {
+                        regex::Regex::new(pattern).map_err(|e| {
+                            (at("matches"), format!("not a regular expression: {e}"))
+                        })?;
+                    }
+                }
+                Step::CheckFs {
+                    mode: Some(mode), ..
+                } if parse_mode(mode).is_none() => {
+                    return Err((
+                        at("mode"),
+                        format!("{mode:?} is not an octal permission such as \"0600\""),
                     ));
                 }
                 _ => {}
@@ -579,6 +664,11 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// Permission bits written in octal (`"0600"`, `"600"`).
+pub fn parse_mode(text: &str) -> Option<u32> {
+    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
 }
 
 /// The 1-based line of a byte offset.
@@ -639,6 +729,7 @@ mod tests {
 
     const GOOD: &str = r#"
 name = "spawn-ok"
+level = "contract"
 description = "Spawn works."
 
 [sandbox]
@@ -681,6 +772,7 @@ code = 0
     fn parses_a_full_scenario() {
         let s = Scenario::from_toml(GOOD, "good.toml").unwrap();
         assert_eq!(s.name, "spawn-ok");
+        assert_eq!(s.level, Level::Contract);
         assert_eq!(s.sandbox.roots, vec!["root"]);
         assert!(s.sandbox.worker.exit_43_once);
         assert_eq!(s.steps.len(), 6);
@@ -710,52 +802,96 @@ code = 0
 
     #[test]
     fn errors_point_at_file_line_and_field() {
-        let e = err("name = \"x\"\ndescription = \"d\"\n\n[[steps]]\ndo = \"emitt\"\n");
+        let e = err(
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n\n[[steps]]\ndo = \"emitt\"\n",
+        );
         assert_eq!(
             (e.file.as_str(), e.line, e.field.as_str()),
-            ("bad.toml", 5, "steps[0].do")
+            ("bad.toml", 6, "steps[0].do")
         );
         assert!(e.message.contains("unknown variant `emitt`"), "{e}");
 
         let e = err(
-            "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"wait\"\nms = 1\n[[steps]]\ndo = \"expect\"\nevent = \"session_ready\"\ntimeout_ms = \"soon\"\n",
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"wait\"\nms = 1\n[[steps]]\ndo = \"expect\"\nevent = \"session_ready\"\ntimeout_ms = \"soon\"\n",
         );
         assert_eq!(e.field, "steps[1].timeout_ms");
-        assert_eq!(e.line, 9, "{e}");
+        assert_eq!(e.line, 10, "{e}");
 
         let e = err(
-            "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"emit\"\nevent = \"new_sesion\"\n",
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"emit\"\nevent = \"new_sesion\"\n",
         );
-        assert_eq!((e.line, e.field.as_str()), (5, "steps[0].event"));
+        assert_eq!((e.line, e.field.as_str()), (6, "steps[0].event"));
         assert!(e.message.contains("not a server→runner event"), "{e}");
 
         let e = err(
-            "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"emit\"\nevent = \"new_session\"\npayload = { cwd = \"/\" }\n",
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"emit\"\nevent = \"new_session\"\npayload = { cwd = \"/\" }\n",
         );
-        assert_eq!((e.line, e.field.as_str()), (6, "steps[0].payload"));
+        assert_eq!((e.line, e.field.as_str()), (7, "steps[0].payload"));
         assert!(e.message.contains(r#"missing field "sessionId""#), "{e}");
 
         let e = err(
-            "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"expect\"\nevent = \"pong\"\nmatchs = {}\n",
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"expect\"\nevent = \"pong\"\nmatchs = {}\n",
         );
         assert!(e.message.contains("unknown field `matchs`"), "{e}");
 
         for both_or_neither in ["equals = \"s1\"\nabsent = true\n", ""] {
             let e = err(&format!(
-                "name = \"x\"\ndescription = \"d\"\n[[steps]]\ndo = \"check_var\"\nname = \"worker_env_PIZZAPI_SESSION_ID\"\n{both_or_neither}"
+                "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"check_var\"\nname = \"worker_env_PIZZAPI_SESSION_ID\"\n{both_or_neither}"
             ));
             assert_eq!(e.field, "steps[0].equals", "{e}");
             assert!(e.message.contains("exactly one of `equals`"), "{e}");
         }
+        let e = err(
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"check_var\"\nname = \"v\"\nmatches = \"[a-\"\n",
+        );
+        assert_eq!(e.field, "steps[0].matches", "{e}");
+        let e = err(
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"check_fs\"\npath = \"p\"\nmode = \"rw\"\n",
+        );
+        assert_eq!(e.field, "steps[0].mode", "{e}");
+        let e = err(
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"emit\"\nevent = \"ping\"\nraw = true\npayload_json = \"{nope\"\n",
+        );
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (8, "steps[0].payload_json"),
+            "{e}"
+        );
+        let null = Scenario::from_toml(
+            "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"emit\"\nevent = \"ping\"\nraw = true\npayload_json = \"null\"\n",
+            "null.toml",
+        )
+        .unwrap();
+        assert!(matches!(
+            &null.steps[0],
+            Step::Emit {
+                payload: Value::Null,
+                ..
+            }
+        ));
 
-        let e = err("name = \"Bad Name\"\ndescription = \"d\"\n");
+        let e = err("name = \"Bad Name\"\nlevel = \"contract\"\ndescription = \"d\"\n");
         assert_eq!((e.line, e.field.as_str()), (1, "name"));
 
-        let e = err("name = \"x\"\ndescription = \"d\"\n[[steps]\n");
-        assert_eq!((e.line, e.field.as_str()), (3, "(syntax)"));
+        let e = err("name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]\n");
+        assert_eq!((e.line, e.field.as_str()), (4, "(syntax)"));
 
-        let e = err("name = \"x\"\n");
+        let e = err("name = \"x\"\nlevel = \"contract\"\n");
         assert!(e.message.contains("missing field `description`"), "{e}");
+
+        let e = err("name = \"x\"\ndescription = \"d\"\n");
+        assert!(e.message.contains("missing field `level`"), "{e}");
+        let e = err("name = \"x\"\nlevel = \"strict\"\ndescription = \"d\"\n");
+        assert_eq!((e.line, e.field.as_str()), (2, "level"), "{e}");
+        assert!(e.message.contains("unknown variant `strict`"), "{e}");
+
+        for both_or_neither in ["code = 1\nnonzero = true\n", ""] {
+            let e = err(&format!(
+                "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"expect_exit\"\n{both_or_neither}"
+            ));
+            assert_eq!(e.field, "steps[0].code", "{e}");
+            assert!(e.message.contains("exactly one of `code`"), "{e}");
+        }
         assert_eq!(e.to_string().split(':').next(), Some("bad.toml"));
     }
 
@@ -766,12 +902,12 @@ code = 0
         assert!(e.message.contains("no scenario files"), "{e}");
         std::fs::write(
             dir.path().join("a.toml"),
-            "name = \"same\"\ndescription = \"d\"\n",
+            "name = \"same\"\nlevel = \"contract\"\ndescription = \"d\"\n",
         )
         .unwrap();
         std::fs::write(
             dir.path().join("b.toml"),
-            "name = \"same\"\ndescription = \"d\"\n",
+            "name = \"same\"\nlevel = \"contract\"\ndescription = \"d\"\n",
         )
         .unwrap();
         let e = Scenario::load_dir(dir.path()).unwrap_err();

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use conformance::driver::{self, DriverConfig, Outcome};
+use conformance::level::Level;
 use conformance::scenario::{Sandbox, Scenario, Step};
 use mock_relay::RecordDirection;
 use proptest::prelude::*;
@@ -400,6 +401,8 @@ fn run_case(
     let scenario = Scenario {
         name: name.into(),
         description: inputs.clone(),
+        // The reference model is of this workspace's runner.
+        level: Level::PizzapiRunner,
         sandbox: sandbox(),
         wait_registered: true,
         steps,
@@ -442,21 +445,25 @@ fn commands_match_the_model() {
                 path: "{sandbox}/outside/canary.txt".into(),
                 exists: None,
                 content: Some("canary".into()),
+                mode: None,
             },
             Step::CheckFs {
                 path: "{home}/.pizzapi/escape".into(),
                 exists: None,
                 content: Some("canary".into()),
+                mode: None,
             },
             Step::CheckFs {
                 path: "{home}/.pizzapi/skills/a".into(),
                 exists: Some(false),
                 content: None,
+                mode: None,
             },
             Step::CheckFs {
                 path: "{home}/.pizzapi/Bad_Name".into(),
                 exists: Some(false),
                 content: None,
+                mode: None,
             },
             emit("ping", json!({})),
             expect("pong", json!({})),
