@@ -320,7 +320,7 @@ impl Run {
             })?;
             // A burst stays open until the expects that follow it are done.
             if !is_expect
-                && !matches!(step, Step::Emit { count, .. } if *count > 1)
+                && !matches!(step, Step::Emit { count, burst, .. } if *count > 1 || *burst)
                 && let Some(start) = self.open_burst.take()
             {
                 self.unordered.push(start..self.relay.mark());
@@ -340,11 +340,12 @@ impl Run {
                 payload,
                 raw,
                 count,
+                burst,
             } => {
                 let runner = self.runner_id()?;
                 let payload = fill(&self.vars, payload)?;
                 let mark = self.relay.mark();
-                if *count > 1 && self.open_burst.is_none() {
+                if (*count > 1 || *burst) && self.open_burst.is_none() {
                     self.open_burst = Some(mark);
                 }
                 self.action_mark = mark;

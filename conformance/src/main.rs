@@ -62,7 +62,8 @@ struct Args {
     #[arg(long, value_name = "N")]
     port: Option<u16>,
 
-    /// Write a report: `.md` for a markdown table, `.json` for data.
+    /// Write a report: `.md` for a markdown table, `.json` for data, `.xml`
+    /// for JUnit XML (one test suite per level) that CI systems read.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
 
@@ -236,7 +237,8 @@ fn write_report(path: &Path, outcomes: &[Outcome], table: &str) -> anyhow::Resul
     let text = match path.extension().and_then(|e| e.to_str()) {
         Some("md") => table.to_owned(),
         Some("json") => serde_json::to_string_pretty(&report::json(outcomes))? + "\n",
-        _ => bail!("--report {}: use a .md or .json file", path.display()),
+        Some("xml") => conformance::junit::junit(outcomes)?,
+        _ => bail!("--report {}: use a .md, .json or .xml file", path.display()),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -181,6 +181,11 @@ pub enum Step {
         /// `-N` appended so every copy is its own request).
         #[serde(default = "one")]
         count: u32,
+        /// Part of a burst with the emits next to it: what they send and
+        /// what comes back may interleave in any order, so the transcript
+        /// puts that stretch in a canonical order (as for `count > 1`).
+        #[serde(default)]
+        burst: bool,
     },
     /// Wait for an event from the runner (or a connection event) whose
     /// payload contains `match` (a JSON subset).
@@ -580,6 +585,7 @@ impl Scenario {
                     payload,
                     raw,
                     count,
+                    ..
                 } => {
                     if *count == 0 {
                         return Err((at("count"), "must be at least 1".to_owned()));
@@ -783,6 +789,7 @@ code = 0
                 payload: json!({"sessionId": "s1", "cwd": "{root}/src"}),
                 raw: false,
                 count: 1,
+                burst: false,
             }
         );
         assert!(
