@@ -129,10 +129,13 @@ mod tests {
         }
     }
 
-    /// (element, attributes, text) of every element, in document order.
-    fn parse(xml: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    /// An element's name, attributes and text.
+    type Element = (String, Vec<(String, String)>, String);
+
+    /// Every element, in document order.
+    fn parse(xml: &str) -> Vec<Element> {
         let mut reader = Reader::from_str(xml);
-        let mut out: Vec<(String, Vec<(String, String)>, String)> = Vec::new();
+        let mut out: Vec<Element> = Vec::new();
         let mut open: Vec<usize> = Vec::new();
         loop {
             let event = reader.read_event().expect("well-formed XML");
@@ -171,7 +174,7 @@ mod tests {
         }
     }
 
-    fn attr<'a>(element: &'a (String, Vec<(String, String)>, String), key: &str) -> &'a str {
+    fn attr<'a>(element: &'a Element, key: &str) -> &'a str {
         element
             .1
             .iter()
