@@ -630,7 +630,7 @@ impl Run {
                     let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
                         .map_err(|e| format!("matches: {e}"))?;
                     match actual {
-                        Some(value) if whole.is_match(&value) => {}
+                        Some(value) if whole.is_match(value) => {}
                         Some(value) => {
                             return Err(format!(
                                 "{{{name}}}: {value:?} does not match /{pattern}/"
