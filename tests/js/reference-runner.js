@@ -12,6 +12,34 @@
 // Exit status: 0 after SIGTERM/SIGINT, 42 after `restart`, 1 for any failure
 // (bad configuration, another runner on the state file, a refused
 // connection or registration).
+//
+// Where the reference is silent, the simplest choice, each made here:
+// * a connect error the client does not retry (the relay's middleware
+//   refused, e.g. `unauthorized`) ends the runner; so does an `error` from
+//   the relay followed by a disconnect of any kind;
+// * the lock: a live pid whose command line names this script is another
+//   runner (checked, then written: two runners started in the same instant
+//   can both start); a state file that is not a JSON object refuses the start;
+// * list_files/read_file refuse a relative path, as the original does; a
+//   relative session or terminal `cwd` is refused; git_diff's path is
+//   relative to `cwd`, as git takes it;
+// * without `cwd`, workers and terminals start in the first root (else HOME);
+//   a terminal runs $SHELL (else /bin/sh) without the API key in its env;
+// * a worker's stdout lines that are JSON objects are forwarded (at most
+//   1 MiB a line); what is left of its process group is killed when it
+//   exits; more than 5 exits with code 43 within 10 s end the session;
+// * create_skill and update_skill both write <name>/SKILL.md (removing a
+//   <name>.md); skills_list is not sent unsolicited (no watch on the dir);
+// * read_file: maxBytes 0..10 MiB, regular files only; list_files: at most
+//   10,000 entries, a symlink described by its target only when the target
+//   is inside the roots; git_status: `status` the two-letter porcelain code,
+//   `diffStaged` the text of `git diff --cached`;
+// * usage_data without a cache file: {fetchedAt: 0, providers: {}}; the file
+//   is polled every 500 ms;
+// * terminals: base64 decoded leniently (Node's decoder), cols/rows 1..1000,
+//   exitCode 128 + signal when the shell dies of one;
+// * the kill grace is 5 s, not configurable; events wait (at most 10,000,
+//   oldest dropped) while the runner is not registered; heartbeats do not.
 "use strict";
 
 const os = require("os");
@@ -102,7 +130,7 @@ function main() {
   const families = [
     [sessions.handlers(), sessionError],
     [skills.handlers(), skillError],
-    [files.handlers(cfg.roots), fileError],
+    [files.handlers(cfg.realRoots), fileError],
     [terminals.handlers(), terminalError],
     [usage.handlers(), usageError],
     [

@@ -38,7 +38,13 @@ async fn the_js_reference_runner_passes_every_contract_and_extension_scenario() 
     let worker = quoted(&worker_binary());
     let mut cmd = Command::new(conformance_binary());
     cmd.args(["--runner-cmd", &runner, "--worker-cmd", &worker])
-        .args(["--level", "contract,extension", "--jobs", "2", "--show-logs"])
+        .args([
+            "--level",
+            "contract,extension",
+            "--jobs",
+            "2",
+            "--show-logs",
+        ])
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(RUN_LIMIT, cmd.output())

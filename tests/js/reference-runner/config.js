@@ -1,6 +1,7 @@
 // The runner's settings, from the PIZZAPI_* environment (contract section 8).
 "use strict";
 
+const fs = require("fs");
 const os = require("os");
 const path = require("path");
 
@@ -73,6 +74,14 @@ function load(env) {
     origin: relayOrigin(relayUrl),
     name: env.PIZZAPI_RUNNER_NAME || os.hostname(),
     roots,
+    // The roots as the checks compare them: symlinks resolved.
+    realRoots: roots.map((root) => {
+      try {
+        return fs.realpathSync(root);
+      } catch {
+        return path.resolve(root);
+      }
+    }),
     home,
     statePath: env.PIZZAPI_RUNNER_STATE_PATH || path.join(home, ".pizzapi", "runner.json"),
     skillsDir: path.join(home, ".pizzapi", "skills"),

@@ -29,8 +29,8 @@ class Sessions {
 
   /** The spawn directory of `cwd`: checked against the roots, a directory. */
   directory(cwd) {
-    if (cwd === undefined) return this.cfg.roots[0] ?? this.cfg.home;
-    const found = resolve(cwd, this.cfg.roots);
+    if (cwd === undefined) return this.cfg.realRoots[0] ?? this.cfg.home;
+    const found = resolve(cwd, this.cfg.realRoots);
     if (found.problem === "relative") throw new Refusal(`Requested cwd is not an absolute path: ${cwd}`);
     if (found.problem === "outside") throw new Refusal(`Requested cwd is outside allowed workspace root(s): ${cwd}`);
     if (found.problem === "missing") throw new Refusal(`Requested cwd does not exist: ${cwd}`);

@@ -39,9 +39,9 @@ class Terminals {
     const rows = bounded(p, "rows", 1, MAX_SIZE) ?? 24;
     if (!terminalId) throw new Refusal("Missing terminalId");
     if (this.terminals.has(terminalId)) throw new Refusal("Terminal already exists");
-    let dir = this.cfg.roots[0] ?? this.cfg.home;
+    let dir = this.cfg.realRoots[0] ?? this.cfg.home;
     if (cwd !== undefined) {
-      const found = resolve(cwd, this.cfg.roots);
+      const found = resolve(cwd, this.cfg.realRoots);
       if (found.problem === "outside" || found.problem === "relative") throw new Refusal(`cwd outside allowed roots: ${cwd}`);
       if (found.problem === "missing" || !fs.statSync(found.real).isDirectory()) throw new Refusal(`cwd is not a directory: ${cwd}`);
       dir = found.real;
