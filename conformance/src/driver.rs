@@ -488,6 +488,13 @@ impl Run {
                     .await
                     .map_err(|e| format!("kick: {e}"))?;
             }
+            Step::DropConnection {} => {
+                let runner = self.runner_id()?;
+                self.action_mark = self.relay.mark();
+                self.relay
+                    .drop_connection(&runner)
+                    .map_err(|e| format!("drop_connection: {e}"))?;
+            }
             Step::Refuse { count, message } => {
                 self.action_mark = self.relay.mark();
                 self.relay.refuse_handshakes(*count, message.clone());

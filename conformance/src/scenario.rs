@@ -246,11 +246,17 @@ pub enum Step {
         #[serde(default = "yes")]
         wait_registered: bool,
     },
-    /// Disconnect the runner from the relay, optionally after an `error`.
+    /// Drop the runner on purpose, as the real relay does (socket.io's
+    /// `disconnect(true)`): the `error` first when given, then the namespace
+    /// DISCONNECT, then the transport closes. A stock client does not
+    /// reconnect by itself after it; the runner decides.
     Kick {
         /// The `error` message sent first.
         error: Option<String>,
     },
+    /// Close the runner's transport without a DISCONNECT, as a network
+    /// failure would; a stock client reconnects by itself.
+    DropConnection {},
     /// Refuse the next handshakes.
     Refuse {
         /// How many.
