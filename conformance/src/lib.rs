@@ -11,16 +11,21 @@
 //!
 //! * [`level`] — what a scenario's verdict stands on: the contract, our
 //!   extensions, hardening, or this workspace's runner's own choices;
-//! * [`scenario`] — the scenario model and its TOML form, with errors that
-//!   point at the file, line and field;
+//! * [`scenario`] — the scenario model (its sandbox and its list of
+//!   [`steps::Step`]) and its TOML form, with errors that point at the file,
+//!   line and field;
 //! * [`template`] — placeholders (`{root}`, captured ids), JSON subset
 //!   matching and captures;
 //! * [`normalize`] — transcript → text: numbered id placeholders, secrets,
 //!   clocks and sandbox paths replaced, canonical order for bursts;
 //! * [`report`] — the table of a run, grouped by level, and its per-level
 //!   summary;
+//! * [`steps`] — the steps a scenario runs, one module per family (wire,
+//!   faults, process, files, variables): each step's fields, what loading
+//!   checks about it, and how it runs;
 //! * [`driver`] — runs one scenario against a runner process through an
-//!   embedded mock relay.
+//!   embedded mock relay: the sandbox, the run's state lent to each step,
+//!   and the teardown.
 
 #![warn(missing_docs)]
 
@@ -29,6 +34,7 @@ pub mod level;
 pub mod normalize;
 pub mod report;
 pub mod scenario;
+pub mod steps;
 pub mod template;
 
 use std::path::PathBuf;
@@ -46,15 +52,37 @@ pub fn scenarios_dir() -> PathBuf {
     workspace_dir().join("fixtures").join("scenarios")
 }
 
+/// Why this workspace's binaries could not be found or built.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// The running executable's path is unknown.
+    #[error("cannot find this executable: {0}")]
+    CurrentExe(std::io::Error),
+    /// The running executable's path has no directory.
+    #[error("this executable has no directory")]
+    NoDirectory,
+    /// cargo could not be run.
+    #[error("cannot run cargo: {0}")]
+    Cargo(std::io::Error),
+    /// cargo ran but the binaries are still missing.
+    #[error("building {} failed ({status}); build them with `cargo build`", .binaries.join(" and "))]
+    Build {
+        /// The binaries that were to be built.
+        binaries: Vec<String>,
+        /// How cargo exited.
+        status: std::process::ExitStatus,
+    },
+}
+
 /// Binaries of this workspace in the target directory of the running
 /// executable (same profile), as `(package, binary)` pairs; the missing ones
 /// are built with one cargo call. Test executables live one level deeper
 /// (`target/debug/deps/`).
-pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, WorkspaceError> {
+    let exe = std::env::current_exe().map_err(WorkspaceError::CurrentExe)?;
     let mut dir = exe
         .parent()
-        .ok_or("this executable has no directory")?
+        .ok_or(WorkspaceError::NoDirectory)?
         .to_path_buf();
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
@@ -79,13 +107,12 @@ pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String
         let status = cargo
             .current_dir(workspace_dir())
             .status()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        let names: Vec<&str> = missing.iter().map(|(_, bin)| *bin).collect();
+            .map_err(WorkspaceError::Cargo)?;
         if !status.success() || missing.iter().any(|(_, bin)| !dir.join(bin).exists()) {
-            return Err(format!(
-                "building {} failed ({status}); build them with `cargo build`",
-                names.join(" and ")
-            ));
+            return Err(WorkspaceError::Build {
+                binaries: missing.iter().map(|(_, bin)| (*bin).to_owned()).collect(),
+                status,
+            });
         }
     }
     Ok(wanted

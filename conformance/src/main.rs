@@ -141,9 +141,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     if args.worker_cmd.is_none() {
         wanted.push(("fixture-worker", "fixture-worker"));
     }
-    let mut built = conformance::workspace_binaries(&wanted)
-        .map_err(anyhow::Error::msg)?
-        .into_iter();
+    let mut built = conformance::workspace_binaries(&wanted)?.into_iter();
     let runner_cmd = match &args.runner_cmd {
         Some(cmd) => split(cmd, "--runner-cmd")?,
         None => vec![built.next().expect("one path per wanted binary")],
