@@ -52,15 +52,33 @@ pub fn scenarios_dir() -> PathBuf {
     workspace_dir().join("fixtures").join("scenarios")
 }
 
+/// The directory of the running executable when it was built in this
+/// workspace: a profile directory (`debug`, `release`) of a cargo target
+/// directory, the workspace's sources still in place. `None` for an
+/// installed or copied executable, which cannot build the workspace's
+/// binaries. Test executables count as their profile's (`deps/` is left).
+pub fn workspace_profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    // Cargo keeps its fingerprints in every profile directory it builds.
+    let in_target = dir.join(".fingerprint").is_dir();
+    let sources = workspace_dir().join("Cargo.toml").is_file();
+    (in_target && sources).then_some(dir)
+}
+
 /// Why this workspace's binaries could not be found or built.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
-    /// The running executable's path is unknown.
-    #[error("cannot find this executable: {0}")]
-    CurrentExe(std::io::Error),
-    /// The running executable's path has no directory.
-    #[error("this executable has no directory")]
-    NoDirectory,
+    /// The running executable is not in a target directory of this
+    /// workspace (it was installed or copied elsewhere).
+    #[error(
+        "this executable is not in a target directory of its workspace ({}), so it cannot build the workspace's binaries",
+        workspace_dir().display()
+    )]
+    OutsideWorkspace,
     /// cargo could not be run.
     #[error("cannot run cargo: {0}")]
     Cargo(std::io::Error),
@@ -75,18 +93,11 @@ pub enum WorkspaceError {
 }
 
 /// Binaries of this workspace in the target directory of the running
-/// executable (same profile), as `(package, binary)` pairs; the missing ones
-/// are built with one cargo call. Test executables live one level deeper
-/// (`target/debug/deps/`).
+/// executable (same profile, see [`workspace_profile_dir`]), as
+/// `(package, binary)` pairs; the missing ones are built with one cargo
+/// call.
 pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, WorkspaceError> {
-    let exe = std::env::current_exe().map_err(WorkspaceError::CurrentExe)?;
-    let mut dir = exe
-        .parent()
-        .ok_or(WorkspaceError::NoDirectory)?
-        .to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
+    let dir = workspace_profile_dir().ok_or(WorkspaceError::OutsideWorkspace)?;
     let missing: Vec<&(&str, &str)> = wanted
         .iter()
         .filter(|(_, bin)| !dir.join(bin).exists())

@@ -47,6 +47,14 @@ pub const CONNECTION_EVENTS: &[&str] = &[
     "disconnect",
 ];
 
+/// The scenario files built into this crate when it was compiled (every
+/// `fixtures/scenarios/*.toml`), as `(file name, text)`, sorted by name.
+pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/scenarios.rs"));
+
+/// Where the [`EMBEDDED`] files come from, relative to the workspace: the
+/// directory their errors name.
+pub const EMBEDDED_DIR: &str = "fixtures/scenarios";
+
 /// One scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
@@ -308,15 +316,52 @@ impl Scenario {
         if paths.is_empty() {
             return Err(dir_error("no scenario files (*.toml) found".to_owned()));
         }
-        let mut seen = BTreeMap::new();
-        let mut out = Vec::with_capacity(paths.len());
+        let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            let scenario = Scenario::load(&path)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError {
+                file: path.display().to_string(),
+                line: 0,
+                field: "(file)".to_owned(),
+                message: e.to_string(),
+            })?;
+            files.push((path, text));
+        }
+        Scenario::load_all(files)
+    }
+
+    /// The scenarios built into this crate ([`EMBEDDED`]), named
+    /// `fixtures/scenarios/<file>` in errors, with the same checks as
+    /// [`load_dir`](Scenario::load_dir).
+    pub fn load_embedded() -> Result<Vec<(PathBuf, Scenario)>, ScenarioError> {
+        let files = EMBEDDED
+            .iter()
+            .map(|(name, text)| {
+                let path = Path::new(EMBEDDED_DIR).join(name);
+                (path, (*text).to_owned())
+            })
+            .collect();
+        Scenario::load_all(files)
+    }
+
+    /// Parses files already read, in the order given; refuses duplicate
+    /// names and an empty set.
+    fn load_all(files: Vec<(PathBuf, String)>) -> Result<Vec<(PathBuf, Scenario)>, ScenarioError> {
+        if files.is_empty() {
+            return Err(ScenarioError {
+                file: EMBEDDED_DIR.to_owned(),
+                line: 0,
+                field: "(directory)".to_owned(),
+                message: "no scenario files (*.toml) found".to_owned(),
+            });
+        }
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::with_capacity(files.len());
+        for (path, text) in files {
+            let scenario = Scenario::from_toml(&text, &path.display().to_string())?;
             if let Some(other) = seen.insert(scenario.name.clone(), path.clone()) {
                 return Err(ScenarioError {
                     file: path.display().to_string(),
-                    line: line_of_path(&std::fs::read_to_string(&path).unwrap_or_default(), "name")
-                        .unwrap_or(0),
+                    line: line_of_path(&text, "name").unwrap_or(0),
                     field: "name".to_owned(),
                     message: format!(
                         "{:?} is also the name of {}",
@@ -585,6 +630,22 @@ code = 0
             assert!(e.message.contains("exactly one of `code`"), "{e}");
         }
         assert_eq!(e.to_string().split(':').next(), Some("bad.toml"));
+    }
+
+    #[test]
+    fn embedded_scenarios_are_the_directory_s() {
+        let embedded = Scenario::load_embedded().unwrap();
+        let dir = Scenario::load_dir(&crate::scenarios_dir()).unwrap();
+        assert_eq!(embedded.len(), dir.len());
+        for ((embedded_path, embedded), (dir_path, from_dir)) in embedded.iter().zip(&dir) {
+            assert_eq!(embedded_path.file_name(), dir_path.file_name());
+            assert!(
+                embedded_path.starts_with(EMBEDDED_DIR),
+                "{}",
+                embedded_path.display()
+            );
+            assert_eq!(embedded, from_dir);
+        }
     }
 
     #[test]
