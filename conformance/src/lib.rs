@@ -13,7 +13,9 @@
 //!   extensions, hardening, or this workspace's runner's own choices;
 //! * [`scenario`] — the scenario model (its sandbox and its list of
 //!   [`steps::Step`]) and its TOML form, with errors that point at the file,
-//!   line and field;
+//!   line and field; the workspace's scenario files are built in
+//!   ([`scenario::EMBEDDED`]), so an installed `runner-conformance` carries
+//!   them;
 //! * [`template`] — placeholders (`{root}`, captured ids), JSON subset
 //!   matching and captures;
 //! * [`normalize`] — transcript → text: numbered id placeholders, secrets,

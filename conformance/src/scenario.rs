@@ -29,6 +29,9 @@
 //! (what the runner was given), and any name captured by an earlier
 //! `expect` or `read_worker` step. `{{name}}` stands for the literal text `{name}`;
 //! any other brace is kept as written, so JSON content needs no escaping.
+//!
+//! `do` names the step; its other keys are the fields of that step's type,
+//! documented in [`crate::steps`] (one module per family of steps).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -646,6 +649,29 @@ code = 0
             );
             assert_eq!(embedded, from_dir);
         }
+    }
+
+    #[test]
+    fn built_in_and_directory_files_fail_alike() {
+        let bad = "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"expect\"\nevent = \"pong\"\ntimeout_ms = \"soon\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.toml"), bad).unwrap();
+        let from_dir = Scenario::load_dir(dir.path()).unwrap_err();
+        let built_in = Scenario::load_all(vec![(
+            Path::new(EMBEDDED_DIR).join("x.toml"),
+            bad.to_owned(),
+        )])
+        .unwrap_err();
+        assert_eq!(built_in.file, "fixtures/scenarios/x.toml");
+        assert!(from_dir.file.ends_with("/x.toml"), "{from_dir}");
+        assert_eq!(
+            (built_in.line, &built_in.field, &built_in.message),
+            (from_dir.line, &from_dir.field, &from_dir.message)
+        );
+        assert_eq!(
+            (built_in.line, built_in.field.as_str()),
+            (7, "steps[0].timeout_ms")
+        );
     }
 
     #[test]
