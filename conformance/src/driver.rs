@@ -5,37 +5,36 @@
 //! runner's `HOME`, its workspace roots and the scenario's files), starts a
 //! relay on an ephemeral loopback port, launches the runner command with
 //! the environment of the protocol reference pointing at both, runs the
-//! steps, and tears everything down: the runner gets SIGTERM (then
-//! SIGKILL), and every worker process the fixture worker recorded must be
-//! gone afterwards.
+//! steps (each family's module in [`crate::steps`] says how), and tears
+//! everything down: the runner gets SIGTERM (then SIGKILL), and every
+//! worker process the fixture worker recorded must be gone afterwards.
 //!
-//! `expect` looks at what arrived since the last *action* step (emit,
-//! fault, signal, start), skipping records an earlier `expect` already
-//! matched, so two expects after one emit may match in either arrival
-//! order.
+//! The state of a run ([`Run`]: placeholders, the relay, the marks of what
+//! `expect` looks at, the runner processes) lives here and is lent to each
+//! step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mock_relay::{MockRelay, Record, RecordDirection, RelayHandle};
+use mock_relay::{MockRelay, Record, RecordDirection, RelayError, RelayHandle};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use runner_protocol::ServerEvent;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::level::Level;
 use crate::normalize::{Entry, Flow, Normalizer};
-use crate::scenario::{RunnerSignal, Scenario, Step};
-use crate::template::{Vars, field, subset};
+use crate::scenario::Scenario;
+use crate::steps::{Step, StepError};
+use crate::template::{UnknownPlaceholder, Vars};
 
 /// The API key the driver's relay accepts.
 pub const API_KEY: &str = "conformance-key";
-const DEFAULT_EXPECT: Duration = Duration::from_secs(5);
-const DEFAULT_EXIT: Duration = Duration::from_secs(10);
+/// How long a step waits for what it expects unless it says otherwise.
+pub(crate) const DEFAULT_EXPECT: Duration = Duration::from_secs(5);
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
@@ -56,7 +55,7 @@ pub struct DriverConfig {
 impl DriverConfig {
     /// This workspace's `pizzapi-runner` and `fixture-worker` (built when
     /// missing), on an ephemeral port.
-    pub fn workspace() -> Result<DriverConfig, String> {
+    pub fn workspace() -> Result<DriverConfig, crate::WorkspaceError> {
         let mut paths = crate::workspace_binaries(&[
             ("pizzapi-runner", "pizzapi-runner"),
             ("fixture-worker", "fixture-worker"),
@@ -76,8 +75,18 @@ impl DriverConfig {
 pub struct Failure {
     /// The 0-based index of the failing step (`None`: set-up or teardown).
     pub step: Option<usize>,
-    /// What was expected and what happened instead.
+    /// What was expected and what happened instead (the text of a
+    /// [`SetUpError`], [`StepError`] or [`TeardownError`]).
     pub message: String,
+}
+
+impl Failure {
+    fn new(step: Option<usize>, error: &dyn std::error::Error) -> Failure {
+        Failure {
+            step,
+            message: error.to_string(),
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -87,6 +96,134 @@ impl std::fmt::Display for Failure {
             None => f.write_str(&self.message),
         }
     }
+}
+
+/// Why a scenario's sandbox, relay or first runner could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetUpError {
+    /// The temporary directory could not be created.
+    #[error("cannot create the sandbox: {0}")]
+    CreateSandbox(std::io::Error),
+    /// The temporary directory's real path could not be found.
+    #[error("sandbox: {0}")]
+    ResolveSandbox(std::io::Error),
+    /// A directory, file or symlink of the sandbox could not be made.
+    #[error("sandbox: {what} {}: {source}", .path.display())]
+    Sandbox {
+        /// What was being done (`create`, `write`, `symlink`).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A placeholder in a sandbox file or symlink has no value.
+    #[error(transparent)]
+    Placeholder(#[from] UnknownPlaceholder),
+    /// `git` could not be run to make a sandbox repository.
+    #[error("sandbox: git {args:?}: {source}")]
+    RunGit {
+        /// git's arguments.
+        args: Vec<&'static str>,
+        /// Why it could not run.
+        source: std::io::Error,
+    },
+    /// `git` failed to make a sandbox repository.
+    #[error("sandbox: git {args:?} in {} failed: {status}", .dir.display())]
+    Git {
+        /// git's arguments.
+        args: Vec<&'static str>,
+        /// The repository's directory.
+        dir: PathBuf,
+        /// How git exited.
+        status: ExitStatus,
+    },
+    /// The relay could not start.
+    #[error("cannot start the relay: {0}")]
+    Relay(RelayError),
+    /// The runner could not be started.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Why the runner could not be started (at set-up or by `start_runner`).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The runner command has no program.
+    #[error("the runner command is empty")]
+    EmptyCommand,
+    /// The runner's log file could not be created.
+    #[error("{}: {source}", .path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The runner's program could not be started.
+    #[error("cannot start the runner {program:?}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The runner did not register in time.
+    #[error("the runner did not register: {source}\n{log}")]
+    NotRegistered {
+        /// What the relay saw (a timeout).
+        source: RelayError,
+        /// The runners' logs.
+        log: String,
+    },
+    /// The relay did not confirm the runner's registration in time.
+    #[error("the relay did not confirm the registration: {0}")]
+    NotConfirmed(RelayError),
+}
+
+/// A step needs a runner that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RunnerError {
+    /// No runner has registered with the relay.
+    #[error("no runner has registered")]
+    NotRegistered,
+    /// No runner process was started.
+    #[error("no runner was started")]
+    NotStarted,
+    /// The latest runner process has exited already.
+    #[error("the runner has already exited")]
+    Exited,
+}
+
+/// What went wrong while the driver stopped everything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct TeardownError {
+    /// Every problem, in the order found (at least one).
+    pub problems: Vec<TeardownProblem>,
+}
+
+/// One thing that went wrong while the driver stopped everything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TeardownProblem {
+    /// The runner did not stop on SIGTERM (it was killed).
+    #[error("runner {pid} ignored SIGTERM for {grace:?}")]
+    IgnoredSigterm {
+        /// The runner's pid.
+        pid: u32,
+        /// How long it was given.
+        grace: Duration,
+    },
+    /// A worker (or its child) was still alive after the runner was gone
+    /// (it was killed).
+    #[error("orphan process {pid} ({key}) outlived the runner")]
+    Orphan {
+        /// The process.
+        pid: i32,
+        /// Which field of the worker's record named it (`pid`,
+        /// `grandchildPid`).
+        key: &'static str,
+    },
 }
 
 /// The result of one scenario run.
@@ -126,14 +263,11 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
     let started = Instant::now();
     let mut run = match Run::set_up(scenario, config).await {
         Ok(run) => run,
-        Err(message) => {
+        Err(error) => {
             return Outcome {
                 name: scenario.name.clone(),
                 level: scenario.level,
-                failure: Some(Failure {
-                    step: None,
-                    message,
-                }),
+                failure: Some(Failure::new(None, &error)),
                 transcript: Vec::new(),
                 normalized: String::new(),
                 elapsed: started.elapsed(),
@@ -141,16 +275,17 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
             };
         }
     };
-    let mut failure = run.steps(scenario).await.err();
+    let mut failure = run
+        .steps(scenario)
+        .await
+        .err()
+        .map(|(i, error)| Failure::new(Some(i), &error));
     // What happens while the driver stops the runner is not the scenario's.
     let end = run.relay.mark();
-    if let Err(message) = run.tear_down().await
+    if let Err(error) = run.tear_down().await
         && failure.is_none()
     {
-        failure = Some(Failure {
-            step: None,
-            message,
-        });
+        failure = Some(Failure::new(None, &error));
     }
     let mut transcript = run.relay.transcript();
     transcript.retain(|r| r.seq < end);
@@ -168,37 +303,42 @@ pub async fn run(scenario: &Scenario, config: &DriverConfig) -> Outcome {
     }
 }
 
-struct Run {
+/// The state of one scenario run, lent to each step.
+pub(crate) struct Run {
     sandbox: tempfile::TempDir,
     home: PathBuf,
     roots: Vec<PathBuf>,
-    record_dir: PathBuf,
-    relay: RelayHandle,
+    /// Where the fixture worker writes a record per session.
+    pub(crate) record_dir: PathBuf,
+    /// The relay the runner talks to.
+    pub(crate) relay: RelayHandle,
     config: DriverConfig,
     env: BTreeMap<String, String>,
     runners: Vec<Child>,
     logs: Vec<PathBuf>,
-    vars: Vars,
+    /// Placeholder values.
+    pub(crate) vars: Vars,
     runner_id: Option<String>,
     /// Records before this sequence number are not looked at by `expect`.
-    action_mark: u64,
+    pub(crate) action_mark: u64,
     /// Records already matched by an `expect`.
-    consumed: BTreeSet<u64>,
+    pub(crate) consumed: BTreeSet<u64>,
     /// Sequence ranges whose order is not meaningful (bursts).
     unordered: Vec<Range<u64>>,
-    open_burst: Option<u64>,
+    /// Where the burst being sent or answered started.
+    pub(crate) open_burst: Option<u64>,
 }
 
 impl Run {
-    async fn set_up(scenario: &Scenario, config: &DriverConfig) -> Result<Run, String> {
+    async fn set_up(scenario: &Scenario, config: &DriverConfig) -> Result<Run, SetUpError> {
         let sandbox = tempfile::Builder::new()
             .prefix("conformance-")
             .tempdir()
-            .map_err(|e| format!("cannot create the sandbox: {e}"))?;
+            .map_err(SetUpError::CreateSandbox)?;
         let base = sandbox
             .path()
             .canonicalize()
-            .map_err(|e| format!("sandbox: {e}"))?;
+            .map_err(SetUpError::ResolveSandbox)?;
         let home = base.join("home");
         let record_dir = base.join(".worker-records");
         let roots: Vec<PathBuf> = scenario
@@ -217,13 +357,10 @@ impl Run {
         if let Some(port) = config.port {
             builder = builder.port(port);
         }
-        let relay = builder
-            .start()
-            .await
-            .map_err(|e| format!("cannot start the relay: {e}"))?;
+        let relay = builder.start().await.map_err(SetUpError::Relay)?;
         vars.set("relay_url", relay.url());
         vars.set("api_key", API_KEY);
-        let env = runner_env(scenario, config, &relay, &home, &roots, &record_dir, &base)?;
+        let env = runner_env(scenario, config, &relay, &home, &roots, &record_dir, &base);
         let mut run = Run {
             sandbox,
             home,
@@ -245,18 +382,22 @@ impl Run {
         Ok(run)
     }
 
-    async fn start_runner(&mut self, wait_registered: bool) -> Result<(), String> {
+    /// Starts a runner process (the first, or another one with the same
+    /// home) and, when asked, waits for its registration.
+    pub(crate) async fn start_runner(&mut self, wait_registered: bool) -> Result<(), StartError> {
         let (program, args) = self
             .config
             .runner_cmd
             .split_first()
-            .ok_or("the runner command is empty")?;
+            .ok_or(StartError::EmptyCommand)?;
         let log = self
             .sandbox
             .path()
             .join(format!("runner-{}.log", self.runners.len() + 1));
-        let log_file =
-            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_file = std::fs::File::create(&log).map_err(|source| StartError::Log {
+            path: log.clone(),
+            source,
+        })?;
         let mark = self.relay.mark();
         let child = Command::new(program)
             .args(args)
@@ -268,7 +409,10 @@ impl Run {
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start the runner {program:?}: {e}"))?;
+            .map_err(|source| StartError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         self.runners.push(child);
         self.logs.push(log);
         self.action_mark = mark;
@@ -277,7 +421,10 @@ impl Run {
                 .relay
                 .expect(mark, |r| r.event == "register_runner", REGISTER_WAIT)
                 .await
-                .map_err(|e| format!("the runner did not register: {e}\n{}", self.logs()))?;
+                .map_err(|source| StartError::NotRegistered {
+                    source,
+                    log: self.logs(),
+                })?;
             if let Some(id) = record.runner_id.clone() {
                 self.vars.set("runner_id", id.clone());
                 self.runner_id = Some(id);
@@ -285,12 +432,13 @@ impl Run {
             self.relay
                 .expect(mark, |r| r.event == "runner_registered", REGISTER_WAIT)
                 .await
-                .map_err(|e| format!("the relay did not confirm the registration: {e}"))?;
+                .map_err(StartError::NotConfirmed)?;
         }
         Ok(())
     }
 
-    fn logs(&self) -> String {
+    /// Every runner's log so far, in start order.
+    pub(crate) fn logs(&self) -> String {
         self.logs
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap_or_default())
@@ -298,29 +446,26 @@ impl Run {
             .join("\n--- next runner ---\n")
     }
 
-    fn runner_id(&self) -> Result<String, String> {
+    /// The id of the runner the relay talks to.
+    pub(crate) fn runner_id(&self) -> Result<String, RunnerError> {
         self.runner_id
             .clone()
             .or_else(|| self.relay.runners().first().map(|r| r.runner_id.clone()))
-            .ok_or_else(|| "no runner has registered".to_owned())
+            .ok_or(RunnerError::NotRegistered)
     }
 
-    fn latest(&mut self) -> Result<&mut Child, String> {
-        self.runners
-            .last_mut()
-            .ok_or_else(|| "no runner was started".to_owned())
+    /// The runner process started last.
+    pub(crate) fn latest(&mut self) -> Result<&mut Child, RunnerError> {
+        self.runners.last_mut().ok_or(RunnerError::NotStarted)
     }
 
-    async fn steps(&mut self, scenario: &Scenario) -> Result<(), Failure> {
+    /// Runs the steps in order; on failure, the failing step's index and why.
+    async fn steps(&mut self, scenario: &Scenario) -> Result<(), (usize, StepError)> {
         for (i, step) in scenario.steps.iter().enumerate() {
-            let is_expect = matches!(step, Step::Expect { .. });
-            self.step(step).await.map_err(|message| Failure {
-                step: Some(i),
-                message,
-            })?;
+            step.run(self).await.map_err(|error| (i, error))?;
             // A burst stays open until the expects that follow it are done.
-            if !is_expect
-                && !matches!(step, Step::Emit { count, burst, .. } if *count > 1 || *burst)
+            if !matches!(step, Step::Expect(_))
+                && !step.is_burst()
                 && let Some(start) = self.open_burst.take()
             {
                 self.unordered.push(start..self.relay.mark());
@@ -332,375 +477,16 @@ impl Run {
         Ok(())
     }
 
-    async fn step(&mut self, step: &Step) -> Result<(), String> {
-        let fill = |vars: &Vars, v: &Value| vars.fill_json(v).map_err(|e| e.to_string());
-        match step {
-            Step::Emit {
-                event,
-                payload,
-                raw,
-                count,
-                burst,
-            } => {
-                let runner = self.runner_id()?;
-                let payload = fill(&self.vars, payload)?;
-                let mark = self.relay.mark();
-                if (*count > 1 || *burst) && self.open_burst.is_none() {
-                    self.open_burst = Some(mark);
-                }
-                self.action_mark = mark;
-                for copy in 1..=*count {
-                    let payload = if *count > 1 {
-                        numbered(&payload, copy)
-                    } else {
-                        payload.clone()
-                    };
-                    if *raw {
-                        self.relay.send_raw(&runner, event, payload).await
-                    } else {
-                        let typed =
-                            ServerEvent::decode(event, payload).map_err(|e| e.to_string())?;
-                        self.relay.send(&runner, typed).await
-                    }
-                    .map_err(|e| format!("cannot send {event}: {e}"))?;
-                }
-            }
-            Step::Expect {
-                event,
-                matches,
-                count,
-                timeout_ms,
-                capture,
-            } => {
-                let want = fill(&self.vars, matches)?;
-                let timeout = timeout_ms.map_or(DEFAULT_EXPECT, Duration::from_millis);
-                let deadline = tokio::time::Instant::now() + timeout;
-                for n in 1..=*count {
-                    let consumed = self.consumed.clone();
-                    let found = self
-                        .relay
-                        .expect(
-                            self.action_mark,
-                            |r| {
-                                r.event == *event
-                                    && !consumed.contains(&r.seq)
-                                    && subset(&want, &r.payload).is_ok()
-                            },
-                            deadline.saturating_duration_since(tokio::time::Instant::now()),
-                        )
-                        .await
-                        .map_err(|_| self.explain_missing(event, &want, n, *count, timeout))?;
-                    self.consumed.insert(found.seq);
-                    for (name, path) in capture {
-                        let value = field(&found.payload, path).ok_or_else(|| {
-                            format!(
-                                "capture {name}: {event} has no field {path}: {}",
-                                found.payload
-                            )
-                        })?;
-                        self.vars.set(name.clone(), value);
-                    }
-                }
-            }
-            Step::ExpectOutput {
-                terminal,
-                contains,
-                timeout_ms,
-            } => {
-                let terminal = self.vars.fill(terminal).map_err(|e| e.to_string())?;
-                let needle = self.vars.fill(contains).map_err(|e| e.to_string())?;
-                let timeout = timeout_ms.map_or(DEFAULT_EXPECT, Duration::from_millis);
-                let relay = self.relay.clone();
-                let found = poll(timeout, || {
-                    let output = terminal_output(&relay.transcript_since(0, None), &terminal);
-                    output.contains(&needle).then_some(())
-                })
-                .await;
-                if found.is_none() {
-                    let output = terminal_output(&self.relay.transcript_since(0, None), &terminal);
-                    let tail: String = output
-                        .chars()
-                        .rev()
-                        .take(300)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    return Err(format!(
-                        "terminal {terminal} did not print {needle:?} within {timeout:?}; its output ends with {tail:?}"
-                    ));
-                }
-            }
-            Step::ExpectNone {
-                event,
-                matches,
-                for_ms,
-            } => {
-                let want = fill(&self.vars, matches)?;
-                // Watching for an absence is waiting by definition.
-                tokio::time::sleep(Duration::from_millis(*for_ms)).await;
-                if let Some(r) = self
-                    .relay
-                    .transcript_since(self.action_mark, None)
-                    .into_iter()
-                    .find(|r| {
-                        r.event == *event
-                            && !self.consumed.contains(&r.seq)
-                            && subset(&want, &r.payload).is_ok()
-                    })
-                {
-                    return Err(format!(
-                        "expected no {event} matching {want}, got {}",
-                        r.payload
-                    ));
-                }
-            }
-            Step::ExpectExit {
-                code,
-                nonzero,
-                timeout_ms,
-            } => {
-                let timeout = timeout_ms.map_or(DEFAULT_EXIT, Duration::from_millis);
-                let child = self.latest()?;
-                let status = tokio::time::timeout(timeout, child.wait())
-                    .await
-                    .map_err(|_| format!("the runner did not exit within {timeout:?}"))?
-                    .map_err(|e| format!("waiting for the runner: {e}"))?;
-                let (held, wanted) = match code {
-                    Some(code) => (status.code() == Some(*code), format!("exit code {code}")),
-                    None => (*nonzero && !status.success(), "a non-zero exit".to_owned()),
-                };
-                if !held {
-                    return Err(format!("expected {wanted}, got {status}\n{}", self.logs()));
-                }
-                self.settle_disconnect().await;
-            }
-            Step::StartRunner { wait_registered } => self.start_runner(*wait_registered).await?,
-            Step::Kick { error } => {
-                let runner = self.runner_id()?;
-                self.action_mark = self.relay.mark();
-                let error = match error {
-                    Some(text) => Some(self.vars.fill(text).map_err(|e| e.to_string())?),
-                    None => None,
-                };
-                self.relay
-                    .kick(&runner, error)
-                    .await
-                    .map_err(|e| format!("kick: {e}"))?;
-            }
-            Step::DropConnection {} => {
-                let runner = self.runner_id()?;
-                self.action_mark = self.relay.mark();
-                self.relay
-                    .drop_connection(&runner)
-                    .map_err(|e| format!("drop_connection: {e}"))?;
-            }
-            Step::Refuse { count, message } => {
-                self.action_mark = self.relay.mark();
-                self.relay.refuse_handshakes(*count, message.clone());
-            }
-            Step::RestartRelay {
-                down_ms,
-                keep_state,
-            } => {
-                self.action_mark = self.relay.mark();
-                self.relay
-                    .restart(Duration::from_millis(*down_ms), *keep_state)
-                    .await
-                    .map_err(|e| format!("restart: {e}"))?;
-            }
-            Step::Delay { ms } => self.relay.delay_outgoing(Duration::from_millis(*ms)),
-            Step::Drop { count } => self.relay.drop_outgoing(*count),
-            Step::Signal { signal } => {
-                let pid = self.latest()?.id().ok_or("the runner has already exited")?;
-                let signal = match signal {
-                    RunnerSignal::Term => Signal::SIGTERM,
-                    RunnerSignal::Int => Signal::SIGINT,
-                    RunnerSignal::Kill => Signal::SIGKILL,
-                };
-                self.action_mark = self.relay.mark();
-                kill(Pid::from_raw(pid as i32), signal).map_err(|e| format!("signal: {e}"))?;
-            }
-            Step::Wait { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
-            Step::CheckFs {
-                path,
-                exists,
-                content,
-                mode,
-            } => {
-                let path = PathBuf::from(self.vars.fill(path).map_err(|e| e.to_string())?);
-                let found = std::fs::symlink_metadata(&path).is_ok();
-                if let Some(exists) = exists
-                    && *exists != found
-                {
-                    return Err(format!(
-                        "{} {}",
-                        path.display(),
-                        if found { "exists" } else { "does not exist" }
-                    ));
-                }
-                if let Some(content) = content {
-                    let actual = std::fs::read_to_string(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    if actual != *content {
-                        return Err(format!(
-                            "{}: expected {content:?}, found {actual:?}",
-                            path.display()
-                        ));
-                    }
-                }
-                if let Some(wanted) = mode.as_deref().and_then(crate::scenario::parse_mode) {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    let actual = std::fs::symlink_metadata(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?
-                        .permissions()
-                        .mode()
-                        & 0o7777;
-                    if actual != wanted {
-                        return Err(format!(
-                            "{}: expected mode {wanted:04o}, found {actual:04o}",
-                            path.display()
-                        ));
-                    }
-                }
-            }
-            Step::ReadJson { path, capture } => {
-                let path = PathBuf::from(self.vars.fill(path).map_err(|e| e.to_string())?);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let json: Value = serde_json::from_str(&text)
-                    .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-                for (name, key) in capture {
-                    let value = field(&json, key)
-                        .ok_or_else(|| format!("{} has no field {key}: {text}", path.display()))?;
-                    self.vars.set(name.clone(), value);
-                }
-            }
-            Step::WriteFs { path, content } => {
-                let path = PathBuf::from(self.vars.fill(path).map_err(|e| e.to_string())?);
-                let content = self.vars.fill(content).map_err(|e| e.to_string())?;
-                std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-            Step::ReadWorker {
-                session,
-                timeout_ms,
-                alive,
-            } => {
-                let session = self.vars.fill(session).map_err(|e| e.to_string())?;
-                let path = self.record_dir.join(format!("{session}.json"));
-                let timeout = timeout_ms.map_or(DEFAULT_EXPECT, Duration::from_millis);
-                let live = |record: &Value| {
-                    record
-                        .get("pid")
-                        .and_then(Value::as_i64)
-                        .and_then(|pid| i32::try_from(pid).ok())
-                        .is_some_and(is_alive)
-                };
-                let record = poll(timeout, || {
-                    std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                        .filter(|record| !*alive || live(record))
-                })
-                .await
-                .ok_or_else(|| {
-                    let which = if *alive { "live worker's " } else { "" };
-                    format!("no {which}record {} within {timeout:?}", path.display())
-                })?;
-                self.vars.remove_where(|name| {
-                    name.starts_with("worker_env_")
-                        || ["worker_pid", "grandchild_pid", "worker_cwd"].contains(&name)
-                });
-                for (name, key) in [
-                    ("worker_pid", "pid"),
-                    ("grandchild_pid", "grandchildPid"),
-                    ("worker_cwd", "cwd"),
-                ] {
-                    if let Some(value) = field(&record, key).filter(|v| v != "null") {
-                        self.vars.set(name, value);
-                    }
-                }
-                if let Some(env) = record.get("env").and_then(Value::as_object) {
-                    for (k, v) in env {
-                        self.vars
-                            .set(format!("worker_env_{k}"), v.as_str().unwrap_or_default());
-                    }
-                }
-            }
-            Step::CheckVar {
-                name,
-                equals,
-                matches,
-                absent,
-            } => {
-                let actual = self.vars.get(name);
-                if let Some(pattern) = matches {
-                    let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
-                        .map_err(|e| format!("matches: {e}"))?;
-                    match actual {
-                        Some(value) if whole.is_match(value) => {}
-                        Some(value) => {
-                            return Err(format!(
-                                "{{{name}}}: {value:?} does not match /{pattern}/"
-                            ));
-                        }
-                        None => {
-                            return Err(format!(
-                                "{{{name}}}: expected a value matching /{pattern}/, but it has none"
-                            ));
-                        }
-                    }
-                } else if *absent {
-                    if let Some(value) = actual {
-                        return Err(format!("{{{name}}} should be absent, but is {value:?}"));
-                    }
-                } else if let Some(expected) = equals {
-                    let expected = self.vars.fill(expected).map_err(|e| e.to_string())?;
-                    match actual {
-                        Some(value) if value == expected => {}
-                        Some(value) => {
-                            return Err(format!(
-                                "{{{name}}}: expected {expected:?}, found {value:?}"
-                            ));
-                        }
-                        None => {
-                            return Err(format!(
-                                "{{{name}}}: expected {expected:?}, but it has no value"
-                            ));
-                        }
-                    }
-                }
-            }
-            Step::CheckProcess {
-                pid,
-                alive,
-                timeout_ms,
-            } => {
-                let text = self.vars.fill(pid).map_err(|e| e.to_string())?;
-                let pid: i32 = text.parse().map_err(|_| format!("{text:?} is not a pid"))?;
-                let timeout = timeout_ms.map_or(DEFAULT_EXPECT, Duration::from_millis);
-                let reached = poll(timeout, || (is_alive(pid) == *alive).then_some(())).await;
-                if reached.is_none() {
-                    return Err(format!(
-                        "process {pid} is {} after {timeout:?}",
-                        if *alive { "gone" } else { "still alive" }
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// After the runner exited: waits until the relay has noticed every
     /// socket close (a moment later; much later on a loaded machine), so
     /// the transcript holds everything the runner sent before it went,
     /// whatever the timing. Bounded; nothing to wait for when no socket is
     /// open.
-    async fn settle_disconnect(&self) {
+    pub(crate) async fn settle_disconnect(&self) {
         let deadline = tokio::time::Instant::now() + SETTLE;
         loop {
-            let records = self.relay.transcript_since(0, None);
-            let count = |name: &str| records.iter().filter(|r| r.event == name).count();
+            let counts = self.relay.counts();
+            let count = |name: &str| counts.get(name).copied().unwrap_or(0);
             if count("connect") <= count("disconnect") || tokio::time::Instant::now() >= deadline {
                 return;
             }
@@ -708,38 +494,7 @@ impl Run {
         }
     }
 
-    /// Says what arrived instead of an expected event.
-    fn explain_missing(
-        &self,
-        event: &str,
-        want: &Value,
-        n: u32,
-        count: u32,
-        timeout: Duration,
-    ) -> String {
-        let since = self.relay.transcript_since(self.action_mark, None);
-        let same: Vec<&Record> = since.iter().filter(|r| r.event == event).collect();
-        let closest = same
-            .iter()
-            .filter(|r| !self.consumed.contains(&r.seq))
-            .filter_map(|r| subset(want, &r.payload).err().map(|m| (r, m)))
-            .next();
-        let mut message = format!("expected {event} matching {want}");
-        if count > 1 {
-            message.push_str(&format!(" ({n} of {count})"));
-        }
-        message.push_str(&format!(" within {timeout:?}"));
-        match closest {
-            Some((r, mismatch)) => message.push_str(&format!("; got {} ({mismatch})", r.payload)),
-            None if same.is_empty() => message.push_str(&format!("; no {event} arrived")),
-            None => {
-                message.push_str("; every matching event was already taken by an earlier expect")
-            }
-        }
-        message
-    }
-
-    async fn tear_down(&mut self) -> Result<(), String> {
+    async fn tear_down(&mut self) -> Result<(), TeardownError> {
         let mut problems = Vec::new();
         for child in &mut self.runners {
             if let Some(pid) = child.id() {
@@ -748,9 +503,10 @@ impl Run {
                     .await
                     .is_err()
                 {
-                    problems.push(format!(
-                        "runner {pid} ignored SIGTERM for {TEARDOWN_GRACE:?}"
-                    ));
+                    problems.push(TeardownProblem::IgnoredSigterm {
+                        pid,
+                        grace: TEARDOWN_GRACE,
+                    });
                     let _ = child.kill().await;
                 }
             }
@@ -775,7 +531,7 @@ impl Run {
                         .await
                         .is_none()
                     {
-                        problems.push(format!("orphan process {pid} ({key}) outlived the runner"));
+                        problems.push(TeardownProblem::Orphan { pid, key });
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
@@ -784,7 +540,7 @@ impl Run {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(TeardownError { problems })
         }
     }
 
@@ -826,37 +582,8 @@ impl Run {
     }
 }
 
-/// Everything a terminal printed so far, decoded.
-fn terminal_output(records: &[Record], terminal: &str) -> String {
-    use base64::Engine as _;
-    let mut bytes = Vec::new();
-    for r in records {
-        if r.event == "terminal_data"
-            && r.payload.get("terminalId").and_then(Value::as_str) == Some(terminal)
-            && let Some(data) = r.payload.get("data").and_then(Value::as_str)
-            && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(data)
-        {
-            bytes.extend(decoded);
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Copy `copy` of a burst payload: its ids get `-copy` appended.
-fn numbered(payload: &Value, copy: u32) -> Value {
-    let mut payload = payload.clone();
-    if let Value::Object(map) = &mut payload {
-        for key in ["requestId", "sessionId", "terminalId"] {
-            if let Some(Value::String(id)) = map.get_mut(key) {
-                id.push_str(&format!("-{copy}"));
-            }
-        }
-    }
-    payload
-}
-
 /// Calls `check` until it gives a value or `timeout` passes.
-async fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) async fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
@@ -891,9 +618,11 @@ fn build_sandbox(
     roots: &[PathBuf],
     record_dir: &Path,
     vars: &Vars,
-) -> Result<(), String> {
-    let io = |what: &str, path: &Path, e: std::io::Error| {
-        format!("sandbox: {what} {}: {e}", path.display())
+) -> Result<(), SetUpError> {
+    let io = |what: &'static str, path: &Path, source: std::io::Error| SetUpError::Sandbox {
+        what,
+        path: path.to_path_buf(),
+        source,
     };
     let sandbox = &scenario.sandbox;
     let skills_dir = home.join(".pizzapi").join("skills");
@@ -919,12 +648,12 @@ fn build_sandbox(
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
         }
-        let content = vars.fill(content).map_err(|e| e.to_string())?;
+        let content = vars.fill(content)?;
         std::fs::write(&path, content).map_err(|e| io("write", &path, e))?;
     }
     for (link, target) in &sandbox.symlinks {
         let link = base.join(link);
-        let target = vars.fill(target).map_err(|e| e.to_string())?;
+        let target = vars.fill(target)?;
         std::os::unix::fs::symlink(&target, &link).map_err(|e| io("symlink", &link, e))?;
     }
     for (name, content) in &sandbox.skills {
@@ -961,12 +690,16 @@ fn build_sandbox(
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .map_err(|e| format!("sandbox: git {args:?}: {e}"))?;
+                .map_err(|source| SetUpError::RunGit {
+                    args: args.to_vec(),
+                    source,
+                })?;
             if !status.success() {
-                return Err(format!(
-                    "sandbox: git {args:?} in {} failed: {status}",
-                    dir.display()
-                ));
+                return Err(SetUpError::Git {
+                    args: args.to_vec(),
+                    dir,
+                    status,
+                });
             }
         }
     }
@@ -981,7 +714,7 @@ fn runner_env(
     roots: &[PathBuf],
     record_dir: &Path,
     base: &Path,
-) -> Result<BTreeMap<String, String>, String> {
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert(
         "PATH".to_owned(),
@@ -1042,5 +775,5 @@ fn runner_env(
     for (k, v) in &scenario.sandbox.env {
         env.insert(k.clone(), v.clone());
     }
-    Ok(env)
+    env
 }

@@ -11,16 +11,23 @@
 //!
 //! * [`level`] — what a scenario's verdict stands on: the contract, our
 //!   extensions, hardening, or this workspace's runner's own choices;
-//! * [`scenario`] — the scenario model and its TOML form, with errors that
-//!   point at the file, line and field;
+//! * [`scenario`] — the scenario model (its sandbox and its list of
+//!   [`steps::Step`]) and its TOML form, with errors that point at the file,
+//!   line and field; the workspace's scenario files are built in
+//!   ([`scenario::EMBEDDED`]), so an installed `runner-conformance` carries
+//!   them;
 //! * [`template`] — placeholders (`{root}`, captured ids), JSON subset
 //!   matching and captures;
 //! * [`normalize`] — transcript → text: numbered id placeholders, secrets,
 //!   clocks and sandbox paths replaced, canonical order for bursts;
 //! * [`report`] — the table of a run, grouped by level, and its per-level
 //!   summary; [`junit`] — the same run as JUnit XML for CI systems;
+//! * [`steps`] — the steps a scenario runs, one module per family (wire,
+//!   faults, process, files, variables): each step's fields, what loading
+//!   checks about it, and how it runs;
 //! * [`driver`] — runs one scenario against a runner process through an
-//!   embedded mock relay.
+//!   embedded mock relay: the sandbox, the run's state lent to each step,
+//!   and the teardown.
 
 #![warn(missing_docs)]
 
@@ -30,6 +37,7 @@ pub mod level;
 pub mod normalize;
 pub mod report;
 pub mod scenario;
+pub mod steps;
 pub mod template;
 
 use std::path::PathBuf;
@@ -47,19 +55,52 @@ pub fn scenarios_dir() -> PathBuf {
     workspace_dir().join("fixtures").join("scenarios")
 }
 
-/// Binaries of this workspace in the target directory of the running
-/// executable (same profile), as `(package, binary)` pairs; the missing ones
-/// are built with one cargo call. Test executables live one level deeper
-/// (`target/debug/deps/`).
-pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let mut dir = exe
-        .parent()
-        .ok_or("this executable has no directory")?
-        .to_path_buf();
+/// The directory of the running executable when it was built in this
+/// workspace: a profile directory (`debug`, `release`) of a cargo target
+/// directory, the workspace's sources still in place. `None` for an
+/// installed or copied executable, which cannot build the workspace's
+/// binaries. Test executables count as their profile's (`deps/` is left).
+pub fn workspace_profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
+    // Cargo keeps its fingerprints in every profile directory it builds.
+    let in_target = dir.join(".fingerprint").is_dir();
+    let sources = workspace_dir().join("Cargo.toml").is_file();
+    (in_target && sources).then_some(dir)
+}
+
+/// Why this workspace's binaries could not be found or built.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// The running executable is not in a target directory of this
+    /// workspace (it was installed or copied elsewhere).
+    #[error(
+        "this executable is not in a target directory of its workspace ({}), so it cannot build the workspace's binaries",
+        workspace_dir().display()
+    )]
+    OutsideWorkspace,
+    /// cargo could not be run.
+    #[error("cannot run cargo: {0}")]
+    Cargo(std::io::Error),
+    /// cargo ran but the binaries are still missing.
+    #[error("building {} failed ({status}); build them with `cargo build`", .binaries.join(" and "))]
+    Build {
+        /// The binaries that were to be built.
+        binaries: Vec<String>,
+        /// How cargo exited.
+        status: std::process::ExitStatus,
+    },
+}
+
+/// Binaries of this workspace in the target directory of the running
+/// executable (same profile, see [`workspace_profile_dir`]), as
+/// `(package, binary)` pairs; the missing ones are built with one cargo
+/// call.
+pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, WorkspaceError> {
+    let dir = workspace_profile_dir().ok_or(WorkspaceError::OutsideWorkspace)?;
     let missing: Vec<&(&str, &str)> = wanted
         .iter()
         .filter(|(_, bin)| !dir.join(bin).exists())
@@ -80,13 +121,12 @@ pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String
         let status = cargo
             .current_dir(workspace_dir())
             .status()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        let names: Vec<&str> = missing.iter().map(|(_, bin)| *bin).collect();
+            .map_err(WorkspaceError::Cargo)?;
         if !status.success() || missing.iter().any(|(_, bin)| !dir.join(bin).exists()) {
-            return Err(format!(
-                "building {} failed ({status}); build them with `cargo build`",
-                names.join(" and ")
-            ));
+            return Err(WorkspaceError::Build {
+                binaries: missing.iter().map(|(_, bin)| (*bin).to_owned()).collect(),
+                status,
+            });
         }
     }
     Ok(wanted

@@ -29,16 +29,28 @@ use conformance::scenario::Scenario;
 ///   pizzapi-runner  this workspace's runner's own choices
 /// The exit status is 0 when every selected scenario passed, 1 when one
 /// failed, 64 for a usage or set-up error.
+///
+/// The scenarios are built into this program; an installed copy needs only
+/// --runner-cmd.
 #[derive(Debug, Parser)]
-#[command(name = "runner-conformance", version)]
+#[command(
+    name = "runner-conformance",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Tool>,
+
     /// The runner to test, as a command line (split like a shell would).
-    /// Default: this workspace's `pizzapi-runner`, built if needed.
+    /// Required for an installed copy. Default when run from this
+    /// workspace's target directory: the workspace's `pizzapi-runner`,
+    /// built if needed.
     #[arg(long, value_name = "CMD")]
     runner_cmd: Option<String>,
 
     /// The worker the runner spawns for sessions, as a command line.
-    /// Default: this workspace's `fixture-worker`, built if needed.
+    /// Default: this program's own `worker` subcommand.
     #[arg(long, value_name = "CMD")]
     worker_cmd: Option<String>,
 
@@ -75,8 +87,9 @@ struct Args {
     #[arg(long)]
     show_logs: bool,
 
-    /// Where the scenario files are. Default: the workspace's
-    /// `fixtures/scenarios`.
+    /// Read the scenario files (*.toml) from this directory instead of
+    /// those built in (the workspace's `fixtures/scenarios` when this
+    /// program was built).
     #[arg(long, value_name = "DIR")]
     scenarios: Option<PathBuf>,
 }
@@ -92,8 +105,23 @@ impl Levels {
     }
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Tool {
+    /// Be the session worker the scenarios expect (what the runner spawns
+    /// for each session unless --worker-cmd says otherwise); environment
+    /// variables script it.
+    #[command(after_help = fixture_worker::HELP)]
+    Worker,
+}
+
+/// The hint for a missing --runner-cmd outside the workspace.
+const RUNNER_CMD_NEEDED: &str = "--runner-cmd is required: this copy of runner-conformance is not in a target directory of its source workspace, so it has no pizzapi-runner to test; pass the runner to test, e.g. --runner-cmd /path/to/pizzapi-runner (see --help)";
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Tool::Worker) = args.command {
+        return fixture_worker::main();
+    }
     match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -105,11 +133,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<bool> {
-    let dir = args
-        .scenarios
-        .clone()
-        .unwrap_or_else(conformance::scenarios_dir);
-    let mut scenarios = Scenario::load_dir(&dir).map_err(anyhow::Error::msg)?;
+    let mut scenarios = match &args.scenarios {
+        Some(dir) => Scenario::load_dir(dir)?,
+        None => Scenario::load_embedded()?,
+    };
     if let Some(glob) = &args.scenario {
         scenarios.retain(|(_, s)| conformance::glob_match(glob, &s.name));
         if scenarios.is_empty() {
@@ -142,28 +169,24 @@ fn run(args: Args) -> anyhow::Result<bool> {
         (Some(_), _) => 1,
         (None, _) => jobs,
     };
-    if args.runner_cmd.is_none() || args.worker_cmd.is_none() {
-        eprintln!(
-            "using this workspace's pizzapi-runner and fixture-worker (built now if missing; the first build takes a few minutes)"
-        );
-    }
-    let mut wanted = Vec::new();
-    if args.runner_cmd.is_none() {
-        wanted.push(("pizzapi-runner", "pizzapi-runner"));
-    }
-    if args.worker_cmd.is_none() {
-        wanted.push(("fixture-worker", "fixture-worker"));
-    }
-    let mut built = conformance::workspace_binaries(&wanted)
-        .map_err(anyhow::Error::msg)?
-        .into_iter();
     let runner_cmd = match &args.runner_cmd {
         Some(cmd) => split(cmd, "--runner-cmd")?,
-        None => vec![built.next().expect("one path per wanted binary")],
+        None => {
+            if conformance::workspace_profile_dir().is_none() {
+                bail!("{RUNNER_CMD_NEEDED}");
+            }
+            eprintln!(
+                "using this workspace's pizzapi-runner (built now if missing; the first build takes a few minutes)"
+            );
+            conformance::workspace_binaries(&[("pizzapi-runner", "pizzapi-runner")])?
+        }
     };
     let worker_cmd = match &args.worker_cmd {
         Some(cmd) => split(cmd, "--worker-cmd")?,
-        None => vec![built.next().expect("one path per wanted binary")],
+        None => {
+            let exe = std::env::current_exe().context("cannot find this program's path")?;
+            vec![exe.display().to_string(), "worker".to_owned()]
+        }
     };
     let config = DriverConfig {
         runner_cmd,

@@ -29,15 +29,18 @@
 //! (what the runner was given), and any name captured by an earlier
 //! `expect` or `read_worker` step. `{{name}}` stands for the literal text `{name}`;
 //! any other brace is kept as written, so JSON content needs no escaping.
+//!
+//! `do` names the step; its other keys are the fields of that step's type,
+//! documented in [`crate::steps`] (one module per family of steps).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use runner_protocol::{RunnerEvent, ServerEvent};
-
-pub use crate::level::Level;
 use serde::Deserialize;
 use serde_json::Value;
+
+pub use crate::level::Level;
+pub use crate::steps::Step;
 
 /// Events the relay records about connections rather than messages.
 pub const CONNECTION_EVENTS: &[&str] = &[
@@ -46,6 +49,14 @@ pub const CONNECTION_EVENTS: &[&str] = &[
     "connect",
     "disconnect",
 ];
+
+/// The scenario files built into this crate when it was compiled (every
+/// `fixtures/scenarios/*.toml`), as `(file name, text)`, sorted by name.
+pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/scenarios.rs"));
+
+/// Where the [`EMBEDDED`] files come from, relative to the workspace: the
+/// directory their errors name.
+pub const EMBEDDED_DIR: &str = "fixtures/scenarios";
 
 /// One scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,14 +86,10 @@ struct RawScenario {
     level: Level,
     #[serde(default)]
     sandbox: Sandbox,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::steps::yes")]
     wait_registered: bool,
     #[serde(default)]
     steps: Vec<toml::Table>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// The files, directories, repositories and settings a scenario starts with.
@@ -159,232 +166,6 @@ pub struct WorkerBehaviour {
     /// Print these JSON values, one per stdout line, at start.
     #[serde(default)]
     pub events: Vec<Value>,
-}
-
-/// One step of a scenario, tagged by `do` in its TOML table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Step {
-    /// Send an event to the runner. A typed emit (the default) must decode
-    /// as a [`ServerEvent`]; a raw one is sent as written.
-    Emit {
-        /// The event name.
-        event: String,
-        /// The payload (any JSON when raw). In a file, `payload_json` gives
-        /// it as JSON text instead, for what TOML cannot write (`null`).
-        #[serde(default = "empty_object")]
-        payload: Value,
-        /// Send without checking the payload.
-        #[serde(default)]
-        raw: bool,
-        /// Send this many copies at once (each `requestId`/`sessionId` gets
-        /// `-N` appended so every copy is its own request).
-        #[serde(default = "one")]
-        count: u32,
-        /// Part of a burst with the emits next to it: what they send and
-        /// what comes back may interleave in any order, so the transcript
-        /// puts that stretch in a canonical order (as for `count > 1`).
-        #[serde(default)]
-        burst: bool,
-    },
-    /// Wait for an event from the runner (or a connection event) whose
-    /// payload contains `match` (a JSON subset).
-    Expect {
-        /// The event name.
-        event: String,
-        /// The subset the payload must contain.
-        #[serde(rename = "match", default = "empty_object")]
-        matches: Value,
-        /// How many such events must arrive (default 1).
-        #[serde(default = "one")]
-        count: u32,
-        /// How long to wait (default 5000 ms).
-        timeout_ms: Option<u64>,
-        /// Store payload fields for later steps: placeholder name → field path
-        /// (`sessionId`, `skills.0.name`).
-        #[serde(default)]
-        capture: BTreeMap<String, String>,
-    },
-    /// Wait until a terminal's output (all its `terminal_data`, decoded and
-    /// joined) contains a text.
-    ExpectOutput {
-        /// The terminal id (placeholders allowed).
-        terminal: String,
-        /// The text to find (placeholders allowed; `\r\n` as the PTY writes it).
-        contains: String,
-        /// How long to wait (default 5000 ms).
-        timeout_ms: Option<u64>,
-    },
-    /// Require that no such event arrives for a while (events an earlier
-    /// `expect` matched do not count, so `expect` + `expect_none` of one
-    /// event means "exactly once").
-    ExpectNone {
-        /// The event name.
-        event: String,
-        /// The subset that must not appear.
-        #[serde(rename = "match", default = "empty_object")]
-        matches: Value,
-        /// How long to watch.
-        for_ms: u64,
-    },
-    /// Wait for the runner process to exit: with `code`, or with any
-    /// non-zero code (`nonzero = true`, for where the reference says only
-    /// that the runner stops on an error). Exactly one of the two.
-    ExpectExit {
-        /// The expected exit code.
-        code: Option<i32>,
-        /// Any exit code but 0 (a signal counts as non-zero).
-        #[serde(default)]
-        nonzero: bool,
-        /// How long to wait (default 10000 ms).
-        timeout_ms: Option<u64>,
-    },
-    /// Start the runner again (same home, state file and identity), e.g.
-    /// after it exited, or a second instance beside a running one.
-    StartRunner {
-        /// Wait for its registration (default true).
-        #[serde(default = "yes")]
-        wait_registered: bool,
-    },
-    /// Drop the runner on purpose, as the real relay does (socket.io's
-    /// `disconnect(true)`): the `error` first when given, then the namespace
-    /// DISCONNECT, then the transport closes. A stock client does not
-    /// reconnect by itself after it; the runner decides.
-    Kick {
-        /// The `error` message sent first.
-        error: Option<String>,
-    },
-    /// Close the runner's transport without a DISCONNECT, as a network
-    /// failure would; a stock client reconnects by itself.
-    DropConnection {},
-    /// Refuse the next handshakes.
-    Refuse {
-        /// How many.
-        count: u32,
-        /// The refusal message (default `unauthorized`).
-        message: Option<String>,
-    },
-    /// Stop the relay's listener, wait, and listen again on the same port.
-    RestartRelay {
-        /// How long the relay is down.
-        down_ms: u64,
-        /// Keep the registry (identity bindings) across the restart.
-        #[serde(default = "yes")]
-        keep_state: bool,
-    },
-    /// Delay every event sent to runners.
-    Delay {
-        /// By how much.
-        ms: u64,
-    },
-    /// Drop the next events sent to runners.
-    Drop {
-        /// How many.
-        count: u32,
-    },
-    /// Send a signal to the runner process.
-    Signal {
-        /// `SIGTERM`, `SIGINT` or `SIGKILL`.
-        signal: RunnerSignal,
-    },
-    /// Let time pass (only where the behaviour under test is time itself,
-    /// such as a heartbeat interval).
-    Wait {
-        /// How long.
-        ms: u64,
-    },
-    /// Check the file system.
-    CheckFs {
-        /// The path (placeholders allowed).
-        path: String,
-        /// Whether it must exist.
-        exists: Option<bool>,
-        /// The content it must have.
-        content: Option<String>,
-        /// The permission bits it must have, in octal (`"0600"`).
-        mode: Option<String>,
-    },
-    /// Read a JSON file and store some of its fields as placeholders:
-    /// placeholder name → field path, as in `expect`'s `capture`.
-    ReadJson {
-        /// The path (placeholders allowed).
-        path: String,
-        /// Placeholder name → field path (`runnerSecret`, `a.0.b`).
-        capture: BTreeMap<String, String>,
-    },
-    /// Write a file (e.g. to tamper with the runner's state between runs).
-    WriteFs {
-        /// The path (placeholders allowed).
-        path: String,
-        /// The content (placeholders allowed).
-        content: String,
-    },
-    /// Wait for the fixture worker of a session to write its record, then
-    /// set the placeholders `worker_pid`, `grandchild_pid` (when it has
-    /// one) and `worker_cwd`, and `worker_env_<NAME>` for each `PIZZAPI_`
-    /// variable it saw.
-    ///
-    /// Placeholders set by an earlier `read_worker` are cleared first, so a
-    /// variable the new record lacks is absent. With `alive = true` only a
-    /// record whose worker is still running counts, so after a restart
-    /// (code 43) the record of the new worker is read, not its
-    /// predecessor's.
-    ReadWorker {
-        /// The session id (placeholders allowed).
-        session: String,
-        /// How long to wait for the record (default 5000 ms).
-        timeout_ms: Option<u64>,
-        /// Wait for the record of a live worker.
-        #[serde(default)]
-        alive: bool,
-    },
-    /// Check a placeholder's value, e.g. `worker_env_PIZZAPI_SESSION_ID`
-    /// after `read_worker`: exactly one of `equals` (placeholders allowed),
-    /// `matches` (a regular expression the whole value must match) or
-    /// `absent = true`.
-    CheckVar {
-        /// The placeholder's name, without braces.
-        name: String,
-        /// The value it must have.
-        equals: Option<String>,
-        /// A regular expression the whole value must match, e.g.
-        /// `[0-9a-f]{64}`.
-        matches: Option<String>,
-        /// It must have no value.
-        #[serde(default)]
-        absent: bool,
-    },
-    /// Check a process recorded by the fixture worker (or captured).
-    CheckProcess {
-        /// The pid, usually a placeholder such as `{worker_pid}`.
-        pid: String,
-        /// Whether it must be alive.
-        alive: bool,
-        /// How long it may take to get there (default 5000 ms).
-        timeout_ms: Option<u64>,
-    },
-}
-
-/// A signal a scenario may send to the runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum RunnerSignal {
-    /// Terminate (graceful shutdown, exit 0).
-    #[serde(rename = "SIGTERM")]
-    Term,
-    /// Interrupt (graceful shutdown, exit 0).
-    #[serde(rename = "SIGINT")]
-    Int,
-    /// Kill (no shutdown at all).
-    #[serde(rename = "SIGKILL")]
-    Kill,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Default::default())
-}
-
-fn one() -> u32 {
-    1
 }
 
 /// A scenario file that cannot be used, with where and why.
@@ -489,8 +270,8 @@ impl Scenario {
                     let (line, path) = at_field(&field);
                     error(line, path, e.into_inner().message().trim().to_owned())
                 })?;
-            if let (Some(value), Step::Emit { payload, .. }) = (payload_json, &mut step) {
-                *payload = value;
+            if let (Some(value), Step::Emit(emit)) = (payload_json, &mut step) {
+                emit.payload = value;
             }
             steps.push(step);
         }
@@ -538,15 +319,52 @@ impl Scenario {
         if paths.is_empty() {
             return Err(dir_error("no scenario files (*.toml) found".to_owned()));
         }
-        let mut seen = BTreeMap::new();
-        let mut out = Vec::with_capacity(paths.len());
+        let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            let scenario = Scenario::load(&path)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError {
+                file: path.display().to_string(),
+                line: 0,
+                field: "(file)".to_owned(),
+                message: e.to_string(),
+            })?;
+            files.push((path, text));
+        }
+        Scenario::load_all(files)
+    }
+
+    /// The scenarios built into this crate ([`EMBEDDED`]), named
+    /// `fixtures/scenarios/<file>` in errors, with the same checks as
+    /// [`load_dir`](Scenario::load_dir).
+    pub fn load_embedded() -> Result<Vec<(PathBuf, Scenario)>, ScenarioError> {
+        let files = EMBEDDED
+            .iter()
+            .map(|(name, text)| {
+                let path = Path::new(EMBEDDED_DIR).join(name);
+                (path, (*text).to_owned())
+            })
+            .collect();
+        Scenario::load_all(files)
+    }
+
+    /// Parses files already read, in the order given; refuses duplicate
+    /// names and an empty set.
+    fn load_all(files: Vec<(PathBuf, String)>) -> Result<Vec<(PathBuf, Scenario)>, ScenarioError> {
+        if files.is_empty() {
+            return Err(ScenarioError {
+                file: EMBEDDED_DIR.to_owned(),
+                line: 0,
+                field: "(directory)".to_owned(),
+                message: "no scenario files (*.toml) found".to_owned(),
+            });
+        }
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::with_capacity(files.len());
+        for (path, text) in files {
+            let scenario = Scenario::from_toml(&text, &path.display().to_string())?;
             if let Some(other) = seen.insert(scenario.name.clone(), path.clone()) {
                 return Err(ScenarioError {
                     file: path.display().to_string(),
-                    line: line_of_path(&std::fs::read_to_string(&path).unwrap_or_default(), "name")
-                        .unwrap_or(0),
+                    line: line_of_path(&text, "name").unwrap_or(0),
                     field: "name".to_owned(),
                     message: format!(
                         "{:?} is also the name of {}",
@@ -584,103 +402,11 @@ impl Scenario {
             ));
         }
         for (i, step) in self.steps.iter().enumerate() {
-            let at = |field: &str| format!("steps[{i}].{field}");
-            match step {
-                Step::Emit {
-                    event,
-                    payload,
-                    raw,
-                    count,
-                    ..
-                } => {
-                    if *count == 0 {
-                        return Err((at("count"), "must be at least 1".to_owned()));
-                    }
-                    if !raw {
-                        if !ServerEvent::is_known(event) {
-                            return Err((
-                                at("event"),
-                                format!(
-                                    "{event:?} is not a server→runner event; use raw = true to send it anyway"
-                                ),
-                            ));
-                        }
-                        // Placeholders are filled in at run time, so check the
-                        // shape with every placeholder still in place.
-                        ServerEvent::decode(event, payload.clone()).map_err(|e| {
-                            (
-                                at("payload"),
-                                format!(
-                                    "{e}; use raw = true to send a malformed payload on purpose"
-                                ),
-                            )
-                        })?;
-                    }
-                }
-                Step::Expect { event, .. } | Step::ExpectNone { event, .. } => {
-                    let known = RunnerEvent::is_known(event)
-                        || ServerEvent::is_known(event)
-                        || CONNECTION_EVENTS.contains(&event.as_str());
-                    if !known {
-                        return Err((
-                            at("event"),
-                            format!(
-                                "{event:?} is neither a /runner event nor one of {CONNECTION_EVENTS:?}"
-                            ),
-                        ));
-                    }
-                    if matches!(step, Step::Expect { count: 0, .. }) {
-                        return Err((
-                            at("count"),
-                            "must be at least 1; use expect_none".to_owned(),
-                        ));
-                    }
-                }
-                Step::ExpectExit { code, nonzero, .. } if code.is_some() == *nonzero => {
-                    return Err((
-                        at("code"),
-                        "give exactly one of `code` or `nonzero = true`".to_owned(),
-                    ));
-                }
-                Step::CheckVar {
-                    equals,
-                    matches,
-                    absent,
-                    ..
-                } => {
-                    let given = usize::from(equals.is_some())
-                        + usize::from(matches.is_some())
-                        + usize::from(*absent);
-                    if given != 1 {
-                        return Err((
-                            at("equals"),
-                            "give exactly one of `equals`, `matches` or `absent = true`".to_owned(),
-                        ));
-                    }
-                    if let Some(pattern) = matches {
-                        regex::Regex::new(pattern).map_err(|e| {
-                            (at("matches"), format!("not a regular expression: {e}"))
-                        })?;
-                    }
-                }
-                Step::CheckFs {
-                    mode: Some(mode), ..
-                } if parse_mode(mode).is_none() => {
-                    return Err((
-                        at("mode"),
-                        format!("{mode:?} is not an octal permission such as \"0600\""),
-                    ));
-                }
-                _ => {}
-            }
+            step.check()
+                .map_err(|e| (format!("steps[{i}].{}", e.field), e.message))?;
         }
         Ok(())
     }
-}
-
-/// Permission bits written in octal (`"0600"`, `"600"`).
-pub fn parse_mode(text: &str) -> Option<u32> {
-    u32::from_str_radix(text, 8).ok().filter(|m| *m <= 0o7777)
 }
 
 /// The 1-based line of a byte offset.
@@ -738,6 +464,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::steps::process::{RunnerSignal, SendSignal};
+    use crate::steps::wire::{Emit, Expect};
 
     const GOOD: &str = r#"
 name = "spawn-ok"
@@ -790,22 +518,22 @@ code = 0
         assert_eq!(s.steps.len(), 6);
         assert_eq!(
             s.steps[0],
-            Step::Emit {
+            Step::Emit(Emit {
                 event: "new_session".into(),
                 payload: json!({"sessionId": "s1", "cwd": "{root}/src"}),
                 raw: false,
                 count: 1,
                 burst: false,
-            }
+            })
         );
         assert!(
-            matches!(&s.steps[1], Step::Expect { capture, count: 1, .. } if capture["sid"] == "sessionId")
+            matches!(&s.steps[1], Step::Expect(Expect { capture, count: 1, .. }) if capture["sid"] == "sessionId")
         );
         assert_eq!(
             s.steps[4],
-            Step::Signal {
+            Step::Signal(SendSignal {
                 signal: RunnerSignal::Term
-            }
+            })
         );
     }
 
@@ -877,10 +605,10 @@ code = 0
         .unwrap();
         assert!(matches!(
             &null.steps[0],
-            Step::Emit {
+            Step::Emit(Emit {
                 payload: Value::Null,
                 ..
-            }
+            })
         ));
 
         let e = err("name = \"Bad Name\"\nlevel = \"contract\"\ndescription = \"d\"\n");
@@ -906,6 +634,45 @@ code = 0
             assert!(e.message.contains("exactly one of `code`"), "{e}");
         }
         assert_eq!(e.to_string().split(':').next(), Some("bad.toml"));
+    }
+
+    #[test]
+    fn embedded_scenarios_are_the_directory_s() {
+        let embedded = Scenario::load_embedded().unwrap();
+        let dir = Scenario::load_dir(&crate::scenarios_dir()).unwrap();
+        assert_eq!(embedded.len(), dir.len());
+        for ((embedded_path, embedded), (dir_path, from_dir)) in embedded.iter().zip(&dir) {
+            assert_eq!(embedded_path.file_name(), dir_path.file_name());
+            assert!(
+                embedded_path.starts_with(EMBEDDED_DIR),
+                "{}",
+                embedded_path.display()
+            );
+            assert_eq!(embedded, from_dir);
+        }
+    }
+
+    #[test]
+    fn built_in_and_directory_files_fail_alike() {
+        let bad = "name = \"x\"\nlevel = \"contract\"\ndescription = \"d\"\n[[steps]]\ndo = \"expect\"\nevent = \"pong\"\ntimeout_ms = \"soon\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.toml"), bad).unwrap();
+        let from_dir = Scenario::load_dir(dir.path()).unwrap_err();
+        let built_in = Scenario::load_all(vec![(
+            Path::new(EMBEDDED_DIR).join("x.toml"),
+            bad.to_owned(),
+        )])
+        .unwrap_err();
+        assert_eq!(built_in.file, "fixtures/scenarios/x.toml");
+        assert!(from_dir.file.ends_with("/x.toml"), "{from_dir}");
+        assert_eq!(
+            (built_in.line, &built_in.field, &built_in.message),
+            (from_dir.line, &from_dir.field, &from_dir.message)
+        );
+        assert_eq!(
+            (built_in.line, built_in.field.as_str()),
+            (7, "steps[0].timeout_ms")
+        );
     }
 
     #[test]

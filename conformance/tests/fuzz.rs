@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use conformance::driver::{self, DriverConfig, Outcome};
 use conformance::level::Level;
 use conformance::scenario::{Sandbox, Scenario, Step};
+use conformance::steps::files::CheckFs;
+use conformance::steps::wire::{Emit, Expect};
 use mock_relay::RecordDirection;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
@@ -159,23 +161,23 @@ fn name_error(name: &str) -> Option<&'static str> {
 }
 
 fn emit(event: &str, payload: Value) -> Step {
-    Step::Emit {
+    Step::Emit(Emit {
         event: event.into(),
         payload,
         raw: false,
         count: 1,
         burst: false,
-    }
+    })
 }
 
 fn expect(event: &str, matches: Value) -> Step {
-    Step::Expect {
+    Step::Expect(Expect {
         event: event.into(),
         matches,
         count: 1,
         timeout_ms: Some(10_000),
         capture: BTreeMap::new(),
-    }
+    })
 }
 
 impl Model {
@@ -442,30 +444,30 @@ fn commands_match_the_model() {
             steps.extend(model.steps(i, command));
         }
         steps.extend([
-            Step::CheckFs {
+            Step::CheckFs(CheckFs {
                 path: "{sandbox}/outside/canary.txt".into(),
                 exists: None,
                 content: Some("canary".into()),
                 mode: None,
-            },
-            Step::CheckFs {
+            }),
+            Step::CheckFs(CheckFs {
                 path: "{home}/.pizzapi/escape".into(),
                 exists: None,
                 content: Some("canary".into()),
                 mode: None,
-            },
-            Step::CheckFs {
+            }),
+            Step::CheckFs(CheckFs {
                 path: "{home}/.pizzapi/skills/a".into(),
                 exists: Some(false),
                 content: None,
                 mode: None,
-            },
-            Step::CheckFs {
+            }),
+            Step::CheckFs(CheckFs {
                 path: "{home}/.pizzapi/Bad_Name".into(),
                 exists: Some(false),
                 content: None,
                 mode: None,
-            },
+            }),
             emit("ping", json!({})),
             expect("pong", json!({})),
         ]);
@@ -568,13 +570,13 @@ fn malformed_payloads_never_break_the_runner() {
                 reply_step = Some(expect(reply, json!({"requestId": rid})));
                 request_ids.push(rid);
             }
-            steps.push(Step::Emit {
+            steps.push(Step::Emit(Emit {
                 event: (*event).into(),
                 payload,
                 raw: true,
                 count: 1,
                 burst: false,
-            });
+            }));
             steps.extend(reply_step);
         }
         steps.extend([emit("ping", json!({})), expect("pong", json!({}))]);
