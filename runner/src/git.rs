@@ -296,24 +296,34 @@ impl GitService {
     }
 
     /// The diffed path, confined: the path itself when it exists, else its
-    /// directory (a deleted file is diffed too).
+    /// deepest existing ancestor followed by the missing rest (a deleted
+    /// file is diffed too, and a missing part holds no symlink).
     async fn target(&self, cwd: &str, path: &str) -> Result<PathBuf, GitError> {
         let roots = Arc::clone(&self.roots);
         let (cwd, path) = (cwd.to_owned(), path.to_owned());
         tokio::task::spawn_blocking(move || {
             let joined = join_in(&cwd, &path, &roots)?;
-            match beneath::open(&joined, &roots, OFlags::PATH) {
-                Ok(opened) => Ok(opened.path),
-                Err(beneath::BeneathError::Io(err))
-                    if err.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    let (Some(parent), Some(name)) = (joined.parent(), joined.file_name()) else {
-                        return Err(FileError::Io(err));
-                    };
-                    let parent = beneath::open(parent, &roots, OFlags::PATH | OFlags::DIRECTORY)?;
-                    Ok(parent.path.join(name))
+            let mut existing = joined.as_path();
+            let mut missing = Vec::new();
+            loop {
+                match beneath::open(existing, &roots, OFlags::PATH) {
+                    Ok(opened) => {
+                        let mut target = opened.path;
+                        target.extend(missing.iter().rev());
+                        return Ok(target);
+                    }
+                    Err(beneath::BeneathError::Io(err))
+                        if err.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name())
+                        else {
+                            return Err(FileError::Io(err));
+                        };
+                        missing.push(name);
+                        existing = parent;
+                    }
+                    Err(err) => return Err(err.into()),
                 }
-                Err(err) => Err(err.into()),
             }
         })
         .await
