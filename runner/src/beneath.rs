@@ -315,7 +315,12 @@ mod tests {
         let s = setup();
         symlink("loop-b", s.root.join("loop-a")).unwrap();
         symlink(s.root.join("loop-a"), s.root.join("loop-b")).unwrap();
-        let err = open(&s.root.join("loop-a"), &[s.root.clone()], OFlags::RDONLY).unwrap_err();
+        let err = open(
+            &s.root.join("loop-a"),
+            std::slice::from_ref(&s.root),
+            OFlags::RDONLY,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("symbolic links"), "{err}");
     }
 
@@ -324,7 +329,7 @@ mod tests {
         let s = setup();
         let held = open(
             &s.root.join("src"),
-            &[s.root.clone()],
+            std::slice::from_ref(&s.root),
             OFlags::PATH | OFlags::DIRECTORY,
         )
         .unwrap();

@@ -274,10 +274,10 @@ fn open_skills_dir(dir: &Path) -> io::Result<Option<OwnedFd>> {
 /// real directory: `<name>/SKILL.md` first, then `<name>.md`. The path is
 /// for display.
 fn skill_file(dir_fd: &OwnedFd, dir: &Path, name: &str) -> Option<(fs::File, PathBuf)> {
-    if let Ok(Some(nested)) = open_in_dir(dir_fd, name, OFlags::RDONLY | OFlags::DIRECTORY) {
-        if let Some(file) = open_regular(&nested, SKILL_FILE) {
-            return Some((file, dir.join(name).join(SKILL_FILE)));
-        }
+    if let Ok(Some(nested)) = open_in_dir(dir_fd, name, OFlags::RDONLY | OFlags::DIRECTORY)
+        && let Some(file) = open_regular(&nested, SKILL_FILE)
+    {
+        return Some((file, dir.join(name).join(SKILL_FILE)));
     }
     let flat = format!("{name}.md");
     let file = open_regular(dir_fd, &flat)?;

@@ -118,10 +118,10 @@ async fn swapping_a_directory_for_a_symlink_never_leaks_the_canary() {
             })
             .await;
         lists += 1;
-        if let FileResultBody::List(listing) = &list.body {
-            if listing.files.iter().any(|f| f.name == "only-outside.txt") {
-                leaks.push(format!("list_files listed the canary (try {i})"));
-            }
+        if let FileResultBody::List(listing) = &list.body
+            && listing.files.iter().any(|f| f.name == "only-outside.txt")
+        {
+            leaks.push(format!("list_files listed the canary (try {i})"));
         }
     }
     let swaps = race.finish();
