@@ -2,33 +2,38 @@
 //! (protocol reference section 6).
 //!
 //! Every path goes through the same steps: `cwd` is confined to the roots
-//! itself, `path` is joined to it ([`join_path`]), and the result is
-//! resolved (`..` and symlinks) and checked against the roots with
-//! [`confine`]. The operation then uses the *resolved* path, so what was
-//! checked is what is opened. A symlink inside a root that points outside
-//! can be listed as an entry of its directory, but reading or listing
-//! through it is refused.
+//! itself, `path` is joined to it ([`join_path`]) and normalized lexically,
+//! and the result is opened beneath the root it lies in
+//! ([`crate::beneath`]): the kernel resolves `..` and symlinks and refuses
+//! any step out of the root, and the operation then reads or lists through
+//! the handle it opened, never by name again. A symlink inside a root that
+//! points outside can be listed as an entry of its directory, but reading
+//! or listing through it is refused.
 //!
 //! Reads are bounded: at most `maxBytes` (default by encoding, never more
 //! than [`MAX_READ_BYTES`]) are read into memory; `size` is the file's full
-//! size and `truncated` says whether the content stops short of it.
+//! size and `truncated` says whether the content stops short of it. Only a
+//! regular file is read, and it is opened non-blocking, so a FIFO or a
+//! device put in its place cannot hold a request.
 
 use std::cmp::Ordering;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use runner_protocol::rules::{ConfineError, confine, join_path, normalize_path};
 use runner_protocol::{
     FileContent, FileEncoding, FileEntry, FileListing, FileResult, FileResultBody, ListFiles,
     ReadFile, messages,
 };
+use rustix::fs::{AtFlags, Dir, FileType, OFlags, fstat, statat};
+use rustix::io::Errno;
+
+use crate::beneath::{self, BeneathError, Opened};
 
 /// The largest `maxBytes` honoured; a larger request is read up to this.
 pub const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
@@ -48,6 +53,9 @@ pub(crate) enum FileError {
     /// The path is unusable or outside the roots.
     #[error(transparent)]
     Confine(#[from] ConfineError),
+    /// Opening beneath the roots failed (outside, no `openat2`, the OS).
+    #[error(transparent)]
+    Beneath(#[from] BeneathError),
     /// The OS refused (its error text).
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -59,10 +67,16 @@ pub(crate) enum FileError {
     Task(String),
 }
 
-/// Confines `cwd` (when given) and then `path` joined to it; returns the
-/// resolved path to operate on. An absolute `path` needs no `cwd`, but a
-/// given `cwd` must still lie inside the roots. Blocking.
-pub(crate) fn confine_in(cwd: &str, path: &str, roots: &[PathBuf]) -> Result<PathBuf, FileError> {
+impl From<Errno> for FileError {
+    fn from(errno: Errno) -> Self {
+        FileError::Io(errno.into())
+    }
+}
+
+/// The absolute path that `path` (relative to `cwd` when relative) names:
+/// `cwd` confined to the roots, the join normalized lexically. Nothing is
+/// opened; [`open_in`] opens it. Blocking.
+pub(crate) fn join_in(cwd: &str, path: &str, roots: &[PathBuf]) -> Result<PathBuf, FileError> {
     if path.is_empty() {
         return Err(FileError::MissingPath);
     }
@@ -72,15 +86,28 @@ pub(crate) fn confine_in(cwd: &str, path: &str, roots: &[PathBuf]) -> Result<Pat
         }
         None
     } else {
+        // Only decides the base of the join: what is opened in the end is
+        // opened beneath a root whatever this check saw.
         let cwd = normalize_path(cwd).map_err(ConfineError::from)?;
         Some(confine(&cwd, roots, |p: &Path| fs::canonicalize(p))?)
     };
-    let joined = match &base {
+    Ok(match &base {
         Some(base) => join_path(&base.to_string_lossy(), path),
         None => normalize_path(path),
     }
-    .map_err(ConfineError::from)?;
-    Ok(confine(&joined, roots, |p: &Path| fs::canonicalize(p))?)
+    .map_err(ConfineError::from)?)
+}
+
+/// Opens what `path` (relative to `cwd`) names beneath the roots with
+/// `flags`. Blocking.
+pub(crate) fn open_in(
+    cwd: &str,
+    path: &str,
+    roots: &[PathBuf],
+    flags: OFlags,
+) -> Result<Opened, FileError> {
+    let joined = join_in(cwd, path, roots)?;
+    Ok(beneath::open(&joined, roots, flags)?)
 }
 
 /// Lists and reads files inside the workspace roots. Cheap to clone.
@@ -141,41 +168,68 @@ fn reply(
 }
 
 fn list_dir(cwd: &str, path: &str, roots: &[PathBuf]) -> Result<FileListing, FileError> {
-    let dir = confine_in(cwd, path, roots)?;
+    let dir = open_in(
+        cwd,
+        path,
+        roots,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK,
+    )?;
     let mut files = Vec::new();
-    for entry in fs::read_dir(&dir)? {
+    for entry in Dir::read_from(&dir.fd)? {
         let entry = entry?;
-        let Ok(name) = entry.file_name().into_string() else {
-            tracing::debug!(dir = %dir.display(), "skipping a file name that is not UTF-8");
+        let Ok(name) = entry.file_name().to_str() else {
+            tracing::debug!(dir = %dir.path.display(), "skipping a file name that is not UTF-8");
             continue;
         };
-        if name.starts_with('.') && !VISIBLE_DOT_FILES.contains(&name.as_str()) {
+        if name == "." || name == ".." {
             continue;
         }
-        let entry_path = dir.join(&name);
-        let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
-        // Following the link: a dangling one is neither a directory nor
-        // has a size.
-        let target = fs::metadata(&entry_path).ok();
-        let is_directory = target.as_ref().is_some_and(|m| m.is_dir());
-        // The size of a link's target is shown only when the target lies
-        // inside the roots: a listing must not disclose files elsewhere.
-        let inside =
-            !is_symlink || confine(&entry_path, roots, |p: &Path| fs::canonicalize(p)).is_ok();
-        let size = target
-            .as_ref()
-            .filter(|m| m.is_file() && inside)
-            .map(fs::Metadata::len);
-        files.push(FileEntry {
-            name,
-            path: entry_path.display().to_string(),
-            is_directory,
-            is_symlink,
-            size,
-        });
+        if name.starts_with('.') && !VISIBLE_DOT_FILES.contains(&name) {
+            continue;
+        }
+        if let Some(entry) = describe(&dir, name, roots) {
+            files.push(entry);
+        }
     }
     files.sort_by(compare_entries);
     Ok(FileListing { files })
+}
+
+/// One listing entry, looked at through the directory's handle; `None` when
+/// it vanished meanwhile.
+fn describe(dir: &Opened, name: &str, roots: &[PathBuf]) -> Option<FileEntry> {
+    let own = statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let entry_path = dir.path.join(name);
+    let is_symlink = FileType::from_raw_mode(own.st_mode) == FileType::Symlink;
+    let (is_directory, size) = if is_symlink {
+        // Following the link: a dangling one is neither a directory nor
+        // has a size. The size of its target is shown only when the target
+        // lies inside the roots: a listing must not disclose files
+        // elsewhere.
+        let is_directory = statat(&dir.fd, name, AtFlags::empty())
+            .is_ok_and(|t| FileType::from_raw_mode(t.st_mode) == FileType::Directory);
+        let size = beneath::open(&entry_path, roots, OFlags::PATH)
+            .ok()
+            .and_then(|target| regular_size(&target.fd));
+        (is_directory, size)
+    } else {
+        let kind = FileType::from_raw_mode(own.st_mode);
+        let size = (kind == FileType::RegularFile).then(|| own.st_size.unsigned_abs());
+        (kind == FileType::Directory, size)
+    };
+    Some(FileEntry {
+        name: name.to_owned(),
+        path: entry_path.display().to_string(),
+        is_directory,
+        is_symlink,
+        size,
+    })
+}
+
+fn regular_size(fd: &OwnedFd) -> Option<u64> {
+    let stat = fstat(fd).ok()?;
+    (FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile)
+        .then(|| stat.st_size.unsigned_abs())
 }
 
 fn compare_entries(a: &FileEntry, b: &FileEntry) -> Ordering {
@@ -186,29 +240,32 @@ fn compare_entries(a: &FileEntry, b: &FileEntry) -> Ordering {
 }
 
 fn read_bounded(req: &ReadFile, roots: &[PathBuf]) -> Result<FileContent, FileError> {
-    let path = confine_in(&req.cwd, &req.path, roots)?;
     let encoding = req.encoding.unwrap_or_default();
     let limit = req
         .max_bytes
         .unwrap_or_else(|| encoding.default_max_bytes())
         .min(MAX_READ_BYTES);
     // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
-    // writer forever. What was opened is then checked, not what was looked
-    // at before: only a regular file is read.
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlag::O_NONBLOCK.bits())
-        .open(&path)?;
-    let meta = file.metadata()?;
-    if meta.is_dir() {
-        return Err(io::Error::from(Errno::EISDIR).into());
+    // writer forever; O_NOCTTY: a terminal device must not become ours.
+    // What was opened is then checked, not what was looked at before: only
+    // a regular file is read.
+    let opened = open_in(
+        &req.cwd,
+        &req.path,
+        roots,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+    )?;
+    let stat = fstat(&opened.fd)?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Directory => return Err(Errno::ISDIR.into()),
+        _ => return Err(FileError::NotRegular),
     }
-    if !meta.is_file() {
-        return Err(FileError::NotRegular);
-    }
-    let size = meta.len();
+    let size = stat.st_size.unsigned_abs();
     let mut bytes = Vec::with_capacity(usize::try_from(limit.min(size)).unwrap_or(0));
-    file.take(limit).read_to_end(&mut bytes)?;
+    fs::File::from(opened.fd)
+        .take(limit)
+        .read_to_end(&mut bytes)?;
     let truncated = (bytes.len() as u64) < size;
     let content = match encoding {
         FileEncoding::Utf8 => String::from_utf8_lossy(&bytes).into_owned(),

@@ -3,13 +3,39 @@
 //!
 //! Git runs with an argument vector, never through a shell, so paths with
 //! shell metacharacters are plain data; paths come after `--`, so a path
-//! starting with `-` is not an option. The working directory and the diffed
-//! path are confined to the workspace roots like every file path (see
-//! [`crate::files`]). Each run has a timeout (the process group is killed
-//! when it expires), never prompts (`GIT_TERMINAL_PROMPT=0`), takes no
-//! optional locks (`GIT_OPTIONAL_LOCKS=0`), and ignores repository settings
-//! that would run programs (`core.fsmonitor`, external diff drivers,
-//! textconv filters): the repository under a root is data, not code.
+//! starting with `-` is not an option. Each run has a timeout (the process
+//! group is killed when it expires), never prompts
+//! (`GIT_TERMINAL_PROMPT=0`) and takes no optional locks.
+//!
+//! A repository under a root is data, not code, and must not lead outside:
+//!
+//! * **Where.** The working directory is opened beneath the roots
+//!   ([`crate::beneath`]) and git starts in that very directory (through
+//!   the handle, not the name). `GIT_CEILING_DIRECTORIES` is the parent of
+//!   the outermost root holding it, so git never looks for a repository
+//!   above the roots. Before anything else, `git rev-parse` names the
+//!   repository it found; its git directory, common directory and work
+//!   tree must lie inside the roots (a `.git` file saying `gitdir:
+//!   <outside>`, a `core.worktree` pointing out, a linked work tree of an
+//!   outside repository are refused).
+//! * **No programs.** No system or global configuration
+//!   (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`,
+//!   `GIT_ATTR_NOSYSTEM`), and none of the runner's own `GIT_*` variables.
+//!   Every filter driver the repository's configuration defines
+//!   (`filter.<x>.clean`, `.smudge`, `.process`) is blanked for the run and
+//!   made optional, so `.gitattributes` or `info/attributes` selecting it
+//!   run nothing; likewise every diff driver's `textconv` and `command`
+//!   (besides `--no-textconv` and `--no-ext-diff`). `core.fsmonitor` is
+//!   off, hooks point to `/dev/null`, there is no pager (`--no-pager`,
+//!   `core.pager=cat`), `diff.external` is blank, and submodules are not
+//!   entered (`--ignore-submodules=all`: a submodule has a configuration of
+//!   its own). The overrides go through `GIT_CONFIG_COUNT`, so no name
+//!   needs quoting.
+//!
+//!   The drivers are listed by a `git config` run just before; a process
+//!   that can rewrite the repository's configuration between that run and
+//!   the next could add a driver in between. Git offers no switch that
+//!   disables every filter at once.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,20 +44,33 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use runner_protocol::rules::{confine, is_inside};
 use runner_protocol::{
     FileResult, FileResultBody, GitChange, GitDiff, GitDiffReport, GitStatus, GitStatusReport,
     messages,
 };
+use rustix::fs::OFlags;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::files::{FileError, confine_in};
+use crate::beneath::{self, Opened};
+use crate::files::{FileError, join_in, open_in};
 
 /// The most output of one git run the runner keeps; more is an error.
 pub const MAX_GIT_OUTPUT: u64 = 16 * 1024 * 1024;
 
 /// The most of git's stderr kept for an error message.
 const MAX_GIT_STDERR: u64 = 64 * 1024;
+
+/// Settings that hold for every run, whatever the repository says.
+const FIXED_CONFIG: [(&str, &str); 6] = [
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("core.pager", "cat"),
+    ("diff.external", ""),
+    ("diff.ignoreSubmodules", "all"),
+    ("core.quotePath", "false"),
+];
 
 /// Why a git command failed. `Display` is the `file_result` message.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +81,8 @@ enum GitError {
     MissingCwdOrPath,
     #[error(transparent)]
     Path(#[from] FileError),
+    #[error("Git repository outside allowed roots: its {what} is {path}")]
+    RepositoryOutside { what: &'static str, path: String },
     #[error("Cannot run git: {0}")]
     Spawn(std::io::Error),
     #[error("git timed out after {} ms and was killed", .0.as_millis())]
@@ -50,6 +91,15 @@ enum GitError {
     TooLarge,
     #[error("{0}")]
     Failed(String),
+}
+
+/// Where a command runs: the directory (held open) and the repository's
+/// configuration overrides.
+#[derive(Debug)]
+struct Place {
+    dir: Opened,
+    ceiling: Option<PathBuf>,
+    config: Vec<(String, String)>,
 }
 
 /// Runs `git status` and `git diff` inside the workspace roots. Cheap to
@@ -106,20 +156,30 @@ impl GitService {
         if cwd.is_empty() {
             return Err(GitError::MissingCwd);
         }
-        let dir = self.confine(cwd, ".").await?;
+        let place = self.place(cwd).await?;
         let status = self
-            .run(&dir, &["status", "--porcelain=v1", "-z", "--branch"])
+            .run(
+                &place,
+                &[
+                    "status",
+                    "--porcelain=v1",
+                    "-z",
+                    "--branch",
+                    "--ignore-submodules=all",
+                ],
+            )
             .await?;
         let mut report = parse_status(&status);
         let staged = self
             .run(
-                &dir,
+                &place,
                 &[
                     "diff",
                     "--cached",
                     "--no-ext-diff",
                     "--no-textconv",
                     "--no-color",
+                    "--ignore-submodules=all",
                 ],
             )
             .await?;
@@ -136,51 +196,180 @@ impl GitService {
         if cwd.is_empty() || path.is_empty() {
             return Err(GitError::MissingCwdOrPath);
         }
-        let dir = self.confine(cwd, ".").await?;
-        let target = self.confine(cwd, path).await?;
-        let mut args = vec!["diff", "--no-ext-diff", "--no-textconv", "--no-color"];
+        let place = self.place(cwd).await?;
+        let target = self.target(cwd, path).await?;
+        let mut args = vec![
+            "diff",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-color",
+            "--ignore-submodules=all",
+        ];
         if staged {
             args.push("--cached");
         }
         args.push("--");
         let target = target.to_string_lossy().into_owned();
         args.push(&target);
-        let diff = self.run(&dir, &args).await?;
+        let diff = self.run(&place, &args).await?;
         Ok(GitDiffReport {
             diff: String::from_utf8_lossy(&diff).into_owned(),
         })
     }
 
-    async fn confine(&self, cwd: &str, path: &str) -> Result<PathBuf, GitError> {
+    /// Opens the working directory beneath the roots, then asks git which
+    /// repository it finds there and lists its drivers to blank.
+    async fn place(&self, cwd: &str) -> Result<Place, GitError> {
         let roots = Arc::clone(&self.roots);
-        let (cwd, path) = (cwd.to_owned(), path.to_owned());
-        tokio::task::spawn_blocking(move || confine_in(&cwd, &path, &roots))
+        let cwd = cwd.to_owned();
+        let dir = tokio::task::spawn_blocking(move || {
+            open_in(&cwd, ".", &roots, OFlags::PATH | OFlags::DIRECTORY)
+        })
+        .await
+        .map_err(|err| GitError::Failed(err.to_string()))??;
+        let ceiling = self
+            .roots
+            .iter()
+            .filter(|root| is_inside(&dir.path, root))
+            .min_by_key(|root| root.as_os_str().len())
+            .and_then(|root| root.parent())
+            .map(Path::to_path_buf);
+        let mut place = Place {
+            dir,
+            ceiling,
+            config: Vec::new(),
+        };
+        let found = self
+            .run(
+                &place,
+                &[
+                    "rev-parse",
+                    "--path-format=absolute",
+                    "--git-dir",
+                    "--git-common-dir",
+                    "--show-toplevel",
+                ],
+            )
+            .await?;
+        let found = String::from_utf8_lossy(&found);
+        let mut lines = found.lines();
+        for what in ["git directory", "common directory", "work tree"] {
+            let path = lines.next().unwrap_or_default();
+            self.check_inside(what, path)?;
+        }
+        // Exit code 1 means no such key: nothing to blank.
+        let drivers = self
+            .run(
+                &place,
+                &[
+                    "config",
+                    "-z",
+                    "--name-only",
+                    "--get-regexp",
+                    r"^(filter|diff)\.",
+                ],
+            )
             .await
-            .map_err(|err| GitError::Failed(err.to_string()))?
-            .map_err(GitError::from)
+            .unwrap_or_default();
+        place.config = driver_overrides(&drivers);
+        Ok(place)
     }
 
-    /// Runs git in `dir`; its stdout on success, its stderr as the error.
-    async fn run(&self, dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    /// Refuses a repository path that (symlinks resolved) lies outside the
+    /// roots.
+    fn check_inside(&self, what: &'static str, path: &str) -> Result<(), GitError> {
+        if self.roots.is_empty() {
+            return Ok(());
+        }
+        let outside = || GitError::RepositoryOutside {
+            what,
+            path: path.to_owned(),
+        };
+        if path.is_empty() {
+            return Err(outside());
+        }
+        confine(Path::new(path), &self.roots, |p: &Path| {
+            std::fs::canonicalize(p)
+        })
+        .map(drop)
+        .map_err(|_| outside())
+    }
+
+    /// The diffed path, confined: the path itself when it exists, else its
+    /// deepest existing ancestor followed by the missing rest (a deleted
+    /// file is diffed too, and a missing part holds no symlink).
+    async fn target(&self, cwd: &str, path: &str) -> Result<PathBuf, GitError> {
+        let roots = Arc::clone(&self.roots);
+        let (cwd, path) = (cwd.to_owned(), path.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let joined = join_in(&cwd, &path, &roots)?;
+            let mut existing = joined.as_path();
+            let mut missing = Vec::new();
+            loop {
+                match beneath::open(existing, &roots, OFlags::PATH) {
+                    Ok(opened) => {
+                        let mut target = opened.path;
+                        target.extend(missing.iter().rev());
+                        return Ok(target);
+                    }
+                    Err(beneath::BeneathError::Io(err))
+                        if err.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name())
+                        else {
+                            return Err(FileError::Io(err));
+                        };
+                        missing.push(name);
+                        existing = parent;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        })
+        .await
+        .map_err(|err| GitError::Failed(err.to_string()))?
+        .map_err(GitError::from)
+    }
+
+    /// Runs git in the place; its stdout on success, its stderr as the
+    /// error.
+    async fn run(&self, place: &Place, args: &[&str]) -> Result<Vec<u8>, GitError> {
         let (program, leading) = self
             .command
             .split_first()
             .ok_or_else(|| GitError::Failed("no git command".to_owned()))?;
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(leading)
-            .args(["-c", "core.fsmonitor=false", "-c", "core.quotePath=false"])
-            .args(args)
-            .current_dir(dir)
+            .args(["--no-pager", "--no-optional-locks"]);
+        command.args(args);
+        // The runner's own GIT_* settings (GIT_DIR, GIT_CONFIG_PARAMETERS,
+        // GIT_EXTERNAL_DIFF, ...) must not steer this run.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("GIT_") {
+                command.env_remove(name);
+            }
+        }
+        let config: Vec<(&str, &str)> = FIXED_CONFIG
+            .iter()
+            .copied()
+            .chain(place.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        command.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (i, (key, value)) in config.iter().enumerate() {
+            command.env(format!("GIT_CONFIG_KEY_{i}"), key);
+            command.env(format!("GIT_CONFIG_VALUE_{i}"), value);
+        }
+        if let Some(ceiling) = &place.ceiling {
+            command.env("GIT_CEILING_DIRECTORIES", ceiling);
+        }
+        let mut child = command
+            .current_dir(place.dir.proc_path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_ATTR_NOSYSTEM", "1")
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_OPTIONAL_LOCKS", "0")
-            // The repository is the one at `dir`, whatever the runner's own
-            // environment says.
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .env_remove("GIT_COMMON_DIR")
-            .env_remove("GIT_OBJECT_DIRECTORY")
-            .env_remove("GIT_NAMESPACE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -203,6 +392,7 @@ impl GitService {
             (out, err, child.wait().await)
         })
         .await;
+        let dir = &place.dir.path;
         let Ok((out, err, status)) = outcome else {
             if let Some(pgid) = pgid {
                 let _ = killpg(pgid, Signal::SIGKILL);
@@ -227,6 +417,50 @@ impl GitService {
             }))
         }
     }
+}
+
+/// The overrides that blank every driver named in `names` (the NUL-separated
+/// output of `git config -z --name-only --get-regexp`): for
+/// `filter.<x>.*` the clean, smudge and process commands (and `required`
+/// off, so a blank one is no error), for `diff.<x>.*` textconv and command.
+fn driver_overrides(names: &[u8]) -> Vec<(String, String)> {
+    let mut drivers: Vec<(&str, String)> = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name);
+        let Some((section, rest)) = name.split_once('.') else {
+            continue;
+        };
+        // `<section>.<var>` without a subsection names no driver.
+        let Some((driver, _var)) = rest.rsplit_once('.') else {
+            continue;
+        };
+        let section = match section {
+            "filter" => "filter",
+            "diff" => "diff",
+            _ => continue,
+        };
+        let entry = (section, driver.to_owned());
+        if !drivers.contains(&entry) {
+            drivers.push(entry);
+        }
+    }
+    let mut overrides = Vec::new();
+    for (section, driver) in drivers {
+        let blank: &[(&str, &str)] = if section == "filter" {
+            &[
+                ("clean", ""),
+                ("smudge", ""),
+                ("process", ""),
+                ("required", "false"),
+            ]
+        } else {
+            &[("textconv", ""), ("command", "")]
+        };
+        for (var, value) in blank {
+            overrides.push((format!("{section}.{driver}.{var}"), (*value).to_owned()));
+        }
+    }
+    overrides
 }
 
 /// Reads a pipe up to `limit` bytes; the flag says whether the end was

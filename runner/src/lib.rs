@@ -21,6 +21,8 @@
 //! * [`outbox`] — the channel through which everything reaches the relay.
 //! * [`sessions`], [`skills`], [`files`], [`git`], [`terminals`] — the
 //!   handlers, one per concern.
+//! * [`beneath`] — opening paths beneath the roots' directory handles, so
+//!   that no path is checked by name and then used by name.
 //! * [`heartbeat`], [`usage`] — `runner_heartbeat` and `usage_data`.
 //!
 //! # Shutdown
@@ -34,6 +36,7 @@
 //! [`ExitReason`] says which way it ended and gives the exit code.
 #![warn(missing_docs)]
 
+pub mod beneath;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

@@ -32,11 +32,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use runner_protocol::rules::{ConfineError, confine, join_path};
+use runner_protocol::rules::join_path;
 use runner_protocol::{
     HeartbeatSession, KillSession, ModelRef, NewSession, RunnerSessionEvent, Secret, SessionError,
     SessionExited, SessionKilled, SessionReady, SessionsList, messages,
 };
+use rustix::fs::OFlags;
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -45,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::beneath::{self, BeneathError, Opened};
 use crate::outbox::Outbox;
 
 /// The longest worker output line the runner keeps in memory. A longer line
@@ -160,9 +162,12 @@ struct Entry {
     stop: CancellationToken,
 }
 
-/// Where a session's worker runs, and whether the relay chose it.
-#[derive(Debug, Clone)]
+/// Where a session's worker runs, and whether the relay chose it. The
+/// directory is held open for the session's life: every spawn and respawn
+/// starts in it through the handle, whatever its name leads to meanwhile.
+#[derive(Debug)]
 struct WorkDir {
+    dir: Opened,
     path: PathBuf,
     requested: bool,
 }
@@ -392,27 +397,26 @@ fn resolve_workdir(
             .map_err(|err| unusable(err.to_string()))?,
         None => default_cwd.to_path_buf(),
     };
-    let path = match confine(&joined, roots, |p: &Path| std::fs::canonicalize(p)) {
-        Ok(path) => path,
-        Err(ConfineError::OutsideRoots) => return Err(SpawnError::CwdOutsideRoots(shown)),
+    let opened = match beneath::open(&joined, roots, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(opened) => opened,
+        Err(BeneathError::Outside) => return Err(SpawnError::CwdOutsideRoots(shown)),
+        Err(BeneathError::Io(err)) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(SpawnError::CwdMissing(shown));
+        }
+        Err(BeneathError::Io(err)) if err.kind() == io::ErrorKind::NotADirectory => {
+            // The path itself is something else, or a component on the way.
+            return Err(match beneath::open(&joined, roots, OFlags::PATH) {
+                Ok(_) => SpawnError::CwdNotADirectory(shown),
+                Err(_) => SpawnError::CwdMissing(shown),
+            });
+        }
         Err(err) => return Err(unusable(err.to_string())),
     };
-    match std::fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => Ok(WorkDir {
-            path,
-            requested: requested.is_some(),
-        }),
-        Ok(_) => Err(SpawnError::CwdNotADirectory(shown)),
-        Err(err)
-            if matches!(
-                err.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Err(SpawnError::CwdMissing(shown))
-        }
-        Err(err) => Err(unusable(err.to_string())),
-    }
+    Ok(WorkDir {
+        path: opened.path.clone(),
+        dir: opened,
+        requested: requested.is_some(),
+    })
 }
 
 /// The first spawn's extra environment.
@@ -433,7 +437,8 @@ fn spawn_worker(
     let mut command = Command::new(name);
     command
         .args(args)
-        .current_dir(&workdir.path)
+        // The held directory itself, not its name (see `Opened::proc_path`).
+        .current_dir(workdir.dir.proc_path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

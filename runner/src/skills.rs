@@ -7,10 +7,14 @@
 //!
 //! Every operation validates the name with
 //! [`validate_skill_name`] first, so a name is always one plain path
-//! component below the skills directory. Symbolic links inside the skills
-//! directory are never followed: they are not listed, not read, not written
-//! through and not deleted, so a link cannot make an operation reach outside
-//! the directory.
+//! component below the skills directory. Every operation works relative
+//! to a handle of the skills directory (`openat`, `mkdirat`, `renameat`,
+//! `unlinkat`), one component at a time with `O_NOFOLLOW`, so no name is
+//! checked and then used again: symbolic links inside the skills directory
+//! are never followed (they are not listed, not read, not written through
+//! and not deleted), even one swapped in during an operation. Files are
+//! opened non-blocking and read only when regular, so a FIFO or a device in
+//! a skill's place cannot hold a request.
 //!
 //! Decisions where the original was silent or unsafe:
 //!
@@ -22,8 +26,10 @@
 //!   `<name>/` directory) and answers `Skill not found` when neither exists.
 //! * Content larger than [`MAX_SKILL_BYTES`] is refused on write and on read.
 
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,6 +38,10 @@ use runner_protocol::{
     CreateSkill, DeleteSkill, GetSkill, ListSkills, RunnerSkill, SkillResult, SkillsList,
     UpdateSkill, messages,
 };
+use rustix::fs::{
+    AtFlags, CWD, Dir, FileType, Mode, OFlags, fstat, mkdirat, openat, renameat, statat, unlinkat,
+};
+use rustix::io::Errno;
 
 /// The largest skill markdown the runner writes or reads, in bytes.
 pub const MAX_SKILL_BYTES: usize = 1024 * 1024;
@@ -218,61 +228,94 @@ fn fail(request_id: Option<String>, command: &'static str, err: &SkillError) -> 
     SkillResult::failure(request_id, err.to_string())
 }
 
-/// What a directory entry is, without following a symbolic link.
-fn kind(path: &Path) -> io::Result<Option<fs::FileType>> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(Some(meta.file_type())),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
+/// Opens `name` in `dir` without following a symlink; `None` when it does
+/// not exist or is a symlink.
+fn open_in_dir(dir: &OwnedFd, name: &str, flags: OFlags) -> io::Result<Option<OwnedFd>> {
+    match openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => Ok(None),
+        Err(errno) => Err(errno.into()),
     }
 }
 
-fn is_regular_file(path: &Path) -> bool {
-    matches!(kind(path), Ok(Some(t)) if t.is_file())
+/// A regular file `name` in `dir`, opened for reading (non-blocking).
+fn open_regular(dir: &OwnedFd, name: &str) -> Option<fs::File> {
+    let fd = open_in_dir(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+    )
+    .ok()
+    .flatten()?;
+    let stat = fstat(&fd).ok()?;
+    (FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile).then(|| fs::File::from(fd))
 }
 
-fn is_real_dir(path: &Path) -> bool {
-    matches!(kind(path), Ok(Some(t)) if t.is_dir())
-}
-
-/// The skill file of `name`, when it exists as a real file in a real
-/// directory: `<name>/SKILL.md` first, then `<name>.md`.
-fn skill_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    let nested = dir.join(name);
-    if is_real_dir(&nested) && is_regular_file(&nested.join(SKILL_FILE)) {
-        return Some(nested.join(SKILL_FILE));
+/// The skills directory's handle; `None` when it does not exist.
+fn open_skills_dir(dir: &Path) -> io::Result<Option<OwnedFd>> {
+    match openat(
+        CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(errno) => Err(errno.into()),
     }
-    let flat = dir.join(format!("{name}.md"));
-    is_regular_file(&flat).then_some(flat)
+}
+
+/// The skill file of `name`, opened, when it exists as a regular file in a
+/// real directory: `<name>/SKILL.md` first, then `<name>.md`. The path is
+/// for display.
+fn skill_file(dir_fd: &OwnedFd, dir: &Path, name: &str) -> Option<(fs::File, PathBuf)> {
+    if let Ok(Some(nested)) = open_in_dir(dir_fd, name, OFlags::RDONLY | OFlags::DIRECTORY)
+        && let Some(file) = open_regular(&nested, SKILL_FILE)
+    {
+        return Some((file, dir.join(name).join(SKILL_FILE)));
+    }
+    let flat = format!("{name}.md");
+    let file = open_regular(dir_fd, &flat)?;
+    Some((file, dir.join(flat)))
 }
 
 fn list_skills(dir: &Path) -> Vec<RunnerSkill> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let listed = open_skills_dir(dir).and_then(|fd| {
+        let Some(fd) = fd else {
+            return Ok(None);
+        };
+        let names: Vec<String> = Dir::read_from(&fd)?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let file_name = entry.file_name().to_str().ok()?;
+                let name = file_name.strip_suffix(".md").unwrap_or(file_name);
+                // Only names that are valid as given (not merely after
+                // trimming) are skills.
+                (validate_skill_name(name) == Ok(name)).then(|| name.to_owned())
+            })
+            .collect();
+        Ok(Some((fd, names)))
+    });
+    let (fd, mut names) = match listed {
+        Ok(Some(listed)) => listed,
+        Ok(None) => return Vec::new(),
         Err(err) => {
-            if err.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), error = %err, "cannot read the skills directory");
-            }
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot read the skills directory");
             return Vec::new();
         }
     };
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let file_name = entry.file_name().into_string().ok()?;
-            let name = file_name.strip_suffix(".md").unwrap_or(&file_name);
-            // Only names that are valid as given (not merely after
-            // trimming) are skills.
-            (validate_skill_name(name) == Ok(name)).then(|| name.to_owned())
-        })
-        .collect();
     names.sort();
     names.dedup();
     names
         .into_iter()
         .filter_map(|name| {
-            let path = skill_file(dir, &name)?;
-            let description = match read_bounded(&path) {
+            let (file, path) = skill_file(&fd, dir, &name)?;
+            let description = match read_bounded(file, &path) {
                 Ok(content) => front_matter_description(&content),
                 Err(err) => {
                     tracing::warn!(skill = %name, error = %err, "cannot read skill");
@@ -312,24 +355,28 @@ fn front_matter_description(content: &str) -> String {
     String::new()
 }
 
-/// Reads a file, refusing one larger than [`MAX_SKILL_BYTES`] without
-/// reading more than that into memory.
-fn read_bounded(path: &Path) -> Result<String, SkillError> {
-    let file = fs::File::open(path).map_err(SkillError::io("Cannot read skill", path))?;
+/// Reads an opened skill file, refusing one larger than
+/// [`MAX_SKILL_BYTES`] without reading more than that into memory.
+fn read_bounded(file: fs::File, path: &Path) -> Result<String, SkillError> {
+    let size = file.metadata().map(|m| m.len());
     let mut bytes = Vec::new();
     file.take(MAX_SKILL_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(SkillError::io("Cannot read skill", path))?;
     if bytes.len() > MAX_SKILL_BYTES {
-        let size = fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-        return Err(SkillError::TooLarge { size });
+        return Err(SkillError::TooLarge {
+            size: size.unwrap_or(bytes.len() as u64),
+        });
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn read_skill(dir: &Path, name: &str) -> Result<String, SkillError> {
-    let path = skill_file(dir, name).ok_or(SkillError::NotFound)?;
-    read_bounded(&path)
+    let fd = open_skills_dir(dir)
+        .map_err(SkillError::io("Cannot read", dir))?
+        .ok_or(SkillError::NotFound)?;
+    let (file, path) = skill_file(&fd, dir, name).ok_or(SkillError::NotFound)?;
+    read_bounded(file, &path)
 }
 
 fn write_skill(dir: &Path, name: &str, content: &[u8]) -> Result<(), SkillError> {
@@ -339,51 +386,127 @@ fn write_skill(dir: &Path, name: &str, content: &[u8]) -> Result<(), SkillError>
         });
     }
     fs::create_dir_all(dir).map_err(SkillError::io("Cannot create", dir))?;
+    let dir_fd = open_skills_dir(dir)
+        .map_err(SkillError::io("Cannot open", dir))?
+        .ok_or_else(|| SkillError::io("Cannot open", dir)(Errno::NOENT.into()))?;
     let skill_dir = dir.join(name);
-    match kind(&skill_dir).map_err(SkillError::io("Cannot inspect", &skill_dir))? {
-        Some(t) if t.is_symlink() => {
+    match mkdirat(&dir_fd, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(errno) => return Err(SkillError::io("Cannot create", &skill_dir)(errno.into())),
+    }
+    let nested = match openat(
+        &dir_fd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // O_NOFOLLOW | O_DIRECTORY on a link fails with ELOOP or ENOTDIR.
+        Err(Errno::LOOP | Errno::NOTDIR)
+            if statat(&dir_fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) =>
+        {
             return Err(SkillError::Symlink(skill_dir.display().to_string()));
         }
-        Some(t) if t.is_dir() => {}
-        _ => fs::create_dir(&skill_dir).map_err(SkillError::io("Cannot create", &skill_dir))?,
-    }
+        Err(errno) => return Err(SkillError::io("Cannot create", &skill_dir)(errno.into())),
+    };
     let target = skill_dir.join(SKILL_FILE);
-    if kind(&target)
-        .map_err(SkillError::io("Cannot inspect", &target))?
-        .is_some_and(|t| t.is_symlink())
-    {
-        // rename() would replace the link, not write through it, but a
+    match statat(&nested, SKILL_FILE, AtFlags::SYMLINK_NOFOLLOW) {
+        // renameat() would replace the link, not write through it, but a
         // link there was not made by us: leave it to its owner.
-        return Err(SkillError::Symlink(target.display().to_string()));
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+            return Err(SkillError::Symlink(target.display().to_string()));
+        }
+        Ok(_) | Err(Errno::NOENT) => {}
+        Err(errno) => return Err(SkillError::io("Cannot inspect", &target)(errno.into())),
     }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".SKILL.md.")
-        .suffix(".tmp")
-        .tempfile_in(&skill_dir)
-        .map_err(SkillError::io(
-            "Cannot create a temporary file in",
-            &skill_dir,
-        ))?;
-    temp.write_all(content)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(SkillError::io("Cannot write", temp.path()))?;
-    temp.persist(&target)
-        .map_err(|err| SkillError::io("Cannot write", &target)(err.error))?;
+    // A temporary file beside the target, then an atomic rename: readers
+    // see the old or the new content, never half of it.
+    let temp = format!(".SKILL.md.{:016x}.tmp", rand::random::<u64>());
+    let temp_path = skill_dir.join(&temp);
+    let fd = openat(
+        &nested,
+        temp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|errno| {
+        SkillError::io("Cannot create a temporary file in", &skill_dir)(errno.into())
+    })?;
+    let mut file = fs::File::from(fd);
+    let written = file
+        .write_all(content)
+        .and_then(|()| file.sync_all())
+        .map_err(SkillError::io("Cannot write", &temp_path))
+        .and_then(|()| {
+            renameat(&nested, temp.as_str(), &nested, SKILL_FILE)
+                .map_err(|errno| SkillError::io("Cannot write", &target)(errno.into()))
+        });
+    if written.is_err() {
+        let _ = unlinkat(&nested, temp.as_str(), AtFlags::empty());
+    }
+    written
+}
+
+/// The deepest directory tree [`remove_tree`] descends.
+const MAX_DELETE_DEPTH: usize = 64;
+
+/// Removes the directory `name` in `parent` with everything below it,
+/// through handles: a symlink anywhere is removed itself, never followed.
+fn remove_tree(parent: &OwnedFd, name: &CStr, depth: usize) -> io::Result<()> {
+    if depth > MAX_DELETE_DEPTH {
+        return Err(io::Error::other(format!(
+            "directory tree deeper than {MAX_DELETE_DEPTH} levels"
+        )));
+    }
+    let fd = openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut entries = Vec::new();
+    for entry in Dir::read_from(&fd)? {
+        let entry = entry?;
+        let entry_name = entry.file_name();
+        if entry_name != c"." && entry_name != c".." {
+            entries.push(entry_name.to_owned());
+        }
+    }
+    for entry in entries {
+        let stat = statat(&fd, entry.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            remove_tree(&fd, &entry, depth + 1)?;
+        } else {
+            unlinkat(&fd, entry.as_c_str(), AtFlags::empty())?;
+        }
+    }
+    unlinkat(parent, name, AtFlags::REMOVEDIR)?;
     Ok(())
 }
 
 fn delete_skill(dir: &Path, name: &str) -> Result<(), SkillError> {
+    let Some(dir_fd) = open_skills_dir(dir).map_err(SkillError::io("Cannot read", dir))? else {
+        return Err(SkillError::NotFound);
+    };
+    let kind = |entry: &str| {
+        statat(&dir_fd, entry, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|stat| FileType::from_raw_mode(stat.st_mode))
+    };
     let mut found = false;
-    let flat = dir.join(format!("{name}.md"));
-    if is_regular_file(&flat) {
-        fs::remove_file(&flat).map_err(SkillError::io("Cannot delete", &flat))?;
+    let flat = format!("{name}.md");
+    if kind(&flat) == Some(FileType::RegularFile) {
+        // unlinkat never follows: had a link been swapped in meanwhile, the
+        // link would go, not its target.
+        unlinkat(&dir_fd, flat.as_str(), AtFlags::empty())
+            .map_err(|errno| SkillError::io("Cannot delete", &dir.join(&flat))(errno.into()))?;
         found = true;
     }
-    let nested = dir.join(name);
-    // `remove_dir_all` does not follow symbolic links inside the tree; the
-    // check here keeps a link named like the skill from being touched.
-    if is_real_dir(&nested) {
-        fs::remove_dir_all(&nested).map_err(SkillError::io("Cannot delete", &nested))?;
+    if kind(name) == Some(FileType::Directory) {
+        let c_name = CString::new(name).map_err(|_| SkillError::NotFound)?;
+        remove_tree(&dir_fd, &c_name, 0)
+            .map_err(SkillError::io("Cannot delete", &dir.join(name)))?;
         found = true;
     }
     if found {
@@ -794,6 +917,33 @@ mod tests {
         assert!(reply.ok);
         assert!(!dir.join("real").exists());
         s.assert_canaries();
+    }
+
+    #[tokio::test]
+    async fn a_fifo_in_a_skills_place_does_not_hold_a_request() {
+        let s = setup();
+        let dir = s.skills();
+        fs::create_dir_all(dir.join("piped")).unwrap();
+        let mode = nix::sys::stat::Mode::S_IRWXU;
+        nix::unistd::mkfifo(&dir.join("flat.md"), mode).unwrap();
+        nix::unistd::mkfifo(&dir.join("piped/SKILL.md"), mode).unwrap();
+        let bounded = std::time::Duration::from_secs(10);
+        let listed = tokio::time::timeout(bounded, s.store.list())
+            .await
+            .expect("listing skills hung on a FIFO");
+        assert!(listed.is_empty(), "{listed:?}");
+        for name in ["flat", "piped"] {
+            let got = tokio::time::timeout(
+                bounded,
+                s.store.get(GetSkill {
+                    request_id: None,
+                    name: name.into(),
+                }),
+            )
+            .await
+            .expect("get_skill hung on a FIFO");
+            assert_eq!(got, SkillResult::failure(None, "Skill not found"), "{name}");
+        }
     }
 
     #[tokio::test]

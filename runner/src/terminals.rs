@@ -31,15 +31,17 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getsid};
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
-use runner_protocol::rules::{ConfineError, confine};
+use runner_protocol::rules::normalize_path;
 use runner_protocol::terminal::{DEFAULT_COLS, DEFAULT_ROWS};
 use runner_protocol::{
     KillTerminal, NewTerminal, TerminalData, TerminalError, TerminalExit, TerminalInput,
     TerminalReady, TerminalResize, TerminalsList, messages,
 };
+use rustix::fs::OFlags;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+use crate::beneath::{self, BeneathError, Opened};
 use crate::outbox::Outbox;
 
 /// How terminals are opened and paced.
@@ -225,10 +227,14 @@ impl TerminalManager {
         if cols == 0 || rows == 0 {
             return Err(OpenError::BadSize { cols, rows });
         }
-        let cwd = match req.cwd.as_deref().filter(|c| !c.is_empty()) {
+        // The shell starts in the directory opened here, through its handle
+        // (see `Opened::proc_path`): a name swapped for a symlink after the
+        // check cannot move it elsewhere.
+        let dir = match req.cwd.as_deref().filter(|c| !c.is_empty()) {
             Some(cwd) => resolve_cwd(cwd, &settings.roots)?,
-            None => settings.default_cwd.clone(),
+            None => open_default_cwd(&settings.default_cwd)?,
         };
+        let cwd = dir.path.clone();
         let shell = req
             .shell
             .filter(|s| !s.trim().is_empty())
@@ -259,7 +265,7 @@ impl TerminalManager {
             })
             .map_err(|e| spawn_err(e.to_string()))?;
         let mut cmd = CommandBuilder::new(&shell);
-        cmd.cwd(&cwd);
+        cmd.cwd(dir.proc_path());
         cmd.env("TERM", "xterm-256color");
         let mut child = pair
             .slave
@@ -471,20 +477,34 @@ impl TerminalManager {
     }
 }
 
-/// Canonicalizes a requested cwd and checks it against the roots.
-fn resolve_cwd(cwd: &str, roots: &[PathBuf]) -> Result<PathBuf, OpenError> {
-    match confine(Path::new(cwd), roots, |p| std::fs::canonicalize(p)) {
-        Ok(path) if path.is_dir() => Ok(path),
-        Ok(_) => Err(OpenError::BadCwd {
-            cwd: cwd.to_owned(),
-            reason: "not an existing directory".to_owned(),
-        }),
-        Err(ConfineError::OutsideRoots) => Err(OpenError::OutsideRoots(cwd.to_owned())),
-        Err(err) => Err(OpenError::BadCwd {
-            cwd: cwd.to_owned(),
-            reason: err.to_string(),
-        }),
+/// Opens a requested cwd beneath the roots.
+fn resolve_cwd(cwd: &str, roots: &[PathBuf]) -> Result<Opened, OpenError> {
+    let bad = |reason: String| OpenError::BadCwd {
+        cwd: cwd.to_owned(),
+        reason,
+    };
+    let path = normalize_path(cwd).map_err(|err| bad(err.to_string()))?;
+    match beneath::open(&path, roots, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(opened) => Ok(opened),
+        Err(BeneathError::Outside) => Err(OpenError::OutsideRoots(cwd.to_owned())),
+        Err(BeneathError::Io(err))
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Err(bad("not an existing directory".to_owned()))
+        }
+        Err(err) => Err(bad(err.to_string())),
     }
+}
+
+/// Opens the default cwd (configuration, not confined).
+fn open_default_cwd(path: &Path) -> Result<Opened, OpenError> {
+    beneath::open(path, &[], OFlags::PATH | OFlags::DIRECTORY).map_err(|err| OpenError::BadCwd {
+        cwd: path.display().to_string(),
+        reason: err.to_string(),
+    })
 }
 
 /// Reads the PTY until end-of-file (or `EIO`, which is how Linux reports
