@@ -64,7 +64,13 @@ pub struct AppState {
 /// the REST control API.
 pub fn app(state: AppState) -> Router {
     let layer = state.relay.shared.layer.clone();
-    Router::new().nest("/api", api_routes(state)).layer(layer)
+    let policy = state.relay.shared.config.host_policy.clone();
+    Router::new()
+        .nest("/api", api_routes(state))
+        .layer(layer)
+        // Outermost: no request reaches the API or the Socket.IO endpoint
+        // before its Host, Origin and body type are checked.
+        .layer(middleware::from_fn_with_state(policy, crate::guard::guard))
 }
 
 fn api_routes(state: AppState) -> Router {
@@ -673,7 +679,7 @@ async fn transcript(
         .transcript_since(query.since.unwrap_or(0), query.runner_id.as_deref());
     let mut body = String::new();
     for record in records {
-        let line = serde_json::to_string(&record)
+        let line = serde_json::to_string(&record.masked())
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         body.push_str(&line);
         body.push('\n');

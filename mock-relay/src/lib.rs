@@ -47,6 +47,7 @@ pub mod api;
 mod conn;
 mod correlate;
 mod error;
+mod guard;
 mod namespace;
 mod recorder;
 mod registry;
@@ -89,6 +90,8 @@ pub const DEFAULT_API_KEY: &str = "dev-key";
 pub const DEFAULT_PORT: u16 = 7492;
 /// How many records the transcript keeps in memory by default.
 pub const DEFAULT_TRANSCRIPT_CAP: usize = 100_000;
+/// How many bytes of payload the transcript keeps in memory by default.
+pub const DEFAULT_TRANSCRIPT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// How long the relay waits for replies, per kind of command. The defaults
 /// are the real relay's.
@@ -150,6 +153,8 @@ pub struct RelayBuilder {
     terminal_output_cap: usize,
     transcript_file: Option<PathBuf>,
     control_token: Option<String>,
+    transcript_max_bytes: usize,
+    allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for RelayBuilder {
@@ -163,6 +168,8 @@ impl std::fmt::Debug for RelayBuilder {
             .field("terminal_output_cap", &self.terminal_output_cap)
             .field("transcript_file", &self.transcript_file)
             .field("control_token", &self.control_token.as_ref().map(|_| "***"))
+            .field("transcript_max_bytes", &self.transcript_max_bytes)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -178,6 +185,8 @@ impl Default for RelayBuilder {
             terminal_output_cap: DEFAULT_TERMINAL_OUTPUT_CAP,
             transcript_file: None,
             control_token: None,
+            transcript_max_bytes: DEFAULT_TRANSCRIPT_MAX_BYTES,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -222,7 +231,24 @@ impl RelayBuilder {
         self
     }
 
-    /// Also write every record to this file, as NDJSON (no cap applies).
+    /// How many bytes of payload the in-memory transcript keeps (default
+    /// 256 MiB), besides the record cap; older records are evicted.
+    pub fn transcript_max_bytes(mut self, max: usize) -> Self {
+        self.transcript_max_bytes = max;
+        self
+    }
+
+    /// A further name the `Host` header of a request may carry (repeatable),
+    /// besides loopback names and the address listened on. Requests with
+    /// another `Host`, cross-origin browser requests and non-JSON bodies
+    /// are refused.
+    pub fn allowed_host(mut self, name: impl Into<String>) -> Self {
+        self.allowed_hosts.push(name.into());
+        self
+    }
+
+    /// Also write every record to this file (created with mode 0600), as
+    /// NDJSON, with secrets masked (no cap applies).
     pub fn transcript_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.transcript_file = Some(path.into());
         self
@@ -257,6 +283,20 @@ impl RelayBuilder {
                 "the transcript cap must be at least 1".into(),
             ));
         }
+        if self.transcript_max_bytes == 0 {
+            return Err(RelayError::Config(
+                "the transcript's byte cap must be at least 1".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.trim().is_empty() || h.contains(['/', ' ', '@']))
+        {
+            return Err(RelayError::Config(format!(
+                "{bad:?} is not a host name for --allowed-host"
+            )));
+        }
         Ok(())
     }
 
@@ -282,14 +322,18 @@ impl RelayBuilder {
             .transports([TransportType::Websocket])
             .max_buffer_size(SEND_BUFFER)
             .build_layer();
-        let (recorder, sink_rx) =
-            Recorder::new(self.transcript_cap, self.transcript_file.is_some());
+        let (recorder, sink_rx) = Recorder::new(
+            self.transcript_cap,
+            self.transcript_max_bytes,
+            self.transcript_file.is_some(),
+        );
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config: Config {
                 api_keys,
                 timeouts: self.timeouts,
                 control_token: self.control_token,
+                host_policy: Arc::new(guard::HostPolicy::new(self.host, &self.allowed_hosts)),
             },
             recorder,
             registry: Mutex::new(Registry::new(self.terminal_output_cap)),
@@ -327,6 +371,7 @@ pub(crate) struct Config {
     pub api_keys: Vec<String>,
     pub timeouts: Timeouts,
     pub control_token: Option<String>,
+    pub host_policy: Arc<guard::HostPolicy>,
 }
 
 /// Injected faults. Counters are consumed as they apply.

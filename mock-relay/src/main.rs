@@ -9,7 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mock_relay::{DEFAULT_API_KEY, DEFAULT_PORT, DEFAULT_TRANSCRIPT_CAP, MockRelay, RelayHandle};
+use mock_relay::{
+    DEFAULT_API_KEY, DEFAULT_PORT, DEFAULT_TRANSCRIPT_CAP, DEFAULT_TRANSCRIPT_MAX_BYTES, MockRelay,
+    RelayHandle,
+};
 
 /// Exit code for a bad configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -47,8 +50,8 @@ struct Cli {
     )]
     api_keys: Vec<String>,
 
-    /// Also write every recorded event to FILE, one JSON object per line.
-    /// [default: none]
+    /// Also write every recorded event to FILE, one JSON object per line
+    /// (mode 0600, runnerSecret and apiKey masked). [default: none]
     #[arg(long, value_name = "FILE", env = "PIZZAPI_MOCK_RELAY_TRANSCRIPT")]
     transcript: Option<PathBuf>,
 
@@ -56,6 +59,23 @@ struct Cli {
     /// older ones are replaced by a "records_dropped" marker.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TRANSCRIPT_CAP)]
     transcript_cap: usize,
+
+    /// How many bytes of payload the in-memory transcript keeps, besides
+    /// --transcript-cap; older events are replaced the same way.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_TRANSCRIPT_MAX_BYTES)]
+    transcript_max_bytes: usize,
+
+    /// A host name requests may carry in their Host header, besides
+    /// 127.0.0.1, localhost, [::1] and the --host address (repeatable). Any
+    /// other Host is refused, and so is every cross-origin browser request,
+    /// so that no web page you visit can drive your runner.
+    #[arg(
+        long = "allowed-host",
+        value_name = "NAME",
+        env = "PIZZAPI_MOCK_RELAY_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
 
     /// Bearer token the REST control API requires (`Authorization: Bearer
     /// TOKEN`). Required with a non-loopback --host. [default: none]
@@ -83,7 +103,11 @@ impl Cli {
         let mut builder = MockRelay::builder()
             .host(self.host)
             .port(self.port)
-            .transcript_cap(self.transcript_cap);
+            .transcript_cap(self.transcript_cap)
+            .transcript_max_bytes(self.transcript_max_bytes);
+        for host in &self.allowed_hosts {
+            builder = builder.allowed_host(host.clone());
+        }
         for key in &self.api_keys {
             builder = builder.api_key(key.clone());
         }

@@ -2,14 +2,21 @@
 //!
 //! Records are appended under one lock, which also assigns the sequence
 //! number and the timestamp, so sequence order, time order and the order of
-//! the NDJSON file are the same. Memory is bounded by a cap: when it is
-//! reached the oldest records are evicted and counted, and readers get a
-//! `records_dropped` marker in their place. The transcript file, when one is
-//! configured, receives every record (it is fed through an unbounded channel,
-//! so a slow disk delays the file, never the relay, and loses nothing).
+//! the NDJSON file are the same. Memory is bounded by two caps, records and
+//! bytes: when one is reached the oldest records are evicted and counted,
+//! and readers get a `records_dropped` marker in their place. The transcript
+//! file, when one is configured, receives every record (it is fed through an
+//! unbounded channel, so a slow disk delays the file, never the relay, and
+//! loses nothing); it is created with mode 0600.
+//!
+//! Every output for other eyes (the NDJSON of the REST API, the file, the
+//! log) goes through [`Record::masked`]: a `runnerSecret` or `apiKey`
+//! anywhere in a payload reads `***`. The in-process view
+//! ([`crate::RelayHandle::transcript`]) keeps the payloads as they were.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -57,13 +64,73 @@ pub struct Record {
     pub payload: Value,
 }
 
+/// The value secrets are replaced with in every output.
+pub const MASK: &str = "***";
+
+/// Payload keys whose values are secrets.
+const SECRET_KEYS: [&str; 2] = ["runnerSecret", "apiKey"];
+
+impl Record {
+    /// The record with every secret in its payload masked ([`MASK`]).
+    pub fn masked(&self) -> Record {
+        let mut record = self.clone();
+        mask(&mut record.payload);
+        record
+    }
+}
+
+fn mask(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if SECRET_KEYS.contains(&key.as_str()) {
+                    *item = Value::String(MASK.to_owned());
+                } else {
+                    mask(item);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+fn has_secret(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| SECRET_KEYS.contains(&key.as_str()) || has_secret(item)),
+        Value::Array(items) => items.iter().any(has_secret),
+        _ => false,
+    }
+}
+
+/// Roughly the bytes a payload holds (strings, keys, a few per scalar),
+/// without serializing it.
+fn approx_bytes(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 4,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(approx_bytes).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 3 + approx_bytes(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// Name of the marker record that stands for evicted records.
 pub const RECORDS_DROPPED: &str = "records_dropped";
 
 struct Inner {
     next_seq: u64,
-    records: VecDeque<Record>,
+    records: VecDeque<(Record, usize)>,
     cap: usize,
+    max_bytes: usize,
+    bytes: usize,
     dropped: u64,
     /// Records per event name, evicted ones included.
     counts: HashMap<String, u64>,
@@ -88,7 +155,7 @@ impl std::fmt::Debug for Recorder {
 pub(crate) type SinkRx = mpsc::UnboundedReceiver<String>;
 
 impl Recorder {
-    pub(crate) fn new(cap: usize, file: bool) -> (Self, Option<SinkRx>) {
+    pub(crate) fn new(cap: usize, max_bytes: usize, file: bool) -> (Self, Option<SinkRx>) {
         let (sink, rx) = if file {
             let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
@@ -100,6 +167,8 @@ impl Recorder {
                 next_seq: 1,
                 records: VecDeque::new(),
                 cap: cap.max(1),
+                max_bytes: max_bytes.max(1),
+                bytes: 0,
                 dropped: 0,
                 counts: HashMap::new(),
                 sink,
@@ -146,15 +215,26 @@ impl Recorder {
         log_record(&record);
         if let Some(sink) = &inner.sink {
             // Sent under the lock so that the file is in sequence order.
-            if let Ok(line) = serde_json::to_string(&record) {
+            let line = if has_secret(&record.payload) {
+                serde_json::to_string(&record.masked())
+            } else {
+                serde_json::to_string(&record)
+            };
+            if let Ok(line) = line {
                 let _ = sink.send(line);
             }
         }
-        if inner.records.len() >= inner.cap {
-            inner.records.pop_front();
-            inner.dropped += 1;
+        let size = approx_bytes(&record.payload) + record.event.len() + 64;
+        while !inner.records.is_empty()
+            && (inner.records.len() >= inner.cap || inner.bytes + size > inner.max_bytes)
+        {
+            if let Some((_, evicted)) = inner.records.pop_front() {
+                inner.bytes -= evicted;
+                inner.dropped += 1;
+            }
         }
-        inner.records.push_back(record);
+        inner.bytes += size;
+        inner.records.push_back((record, size));
         drop(inner);
         self.latest.send_replace(seq);
         seq
@@ -187,7 +267,7 @@ impl Recorder {
     pub(crate) fn snapshot(&self, since: u64, runner_id: Option<&str>) -> Vec<Record> {
         let inner = self.lock();
         let mut out = Vec::new();
-        let first_kept = inner.records.front().map_or(inner.next_seq, |r| r.seq);
+        let first_kept = inner.records.front().map_or(inner.next_seq, |(r, _)| r.seq);
         if inner.dropped > 0 && since < first_kept {
             out.push(Record {
                 seq: 0,
@@ -199,12 +279,13 @@ impl Recorder {
                 payload: json!({ "dropped": inner.dropped, "firstKeptSeq": first_kept }),
             });
         }
-        let start = inner.records.partition_point(|r| r.seq < since);
+        let start = inner.records.partition_point(|(r, _)| r.seq < since);
         out.extend(
             inner
                 .records
                 .iter()
                 .skip(start)
+                .map(|(r, _)| r)
                 .filter(|r| runner_id.is_none() || r.runner_id.as_deref() == runner_id)
                 .cloned(),
         );
@@ -214,7 +295,8 @@ impl Recorder {
     /// Forgets every record kept in memory (sequence numbers continue).
     pub(crate) fn clear(&self) {
         let mut inner = self.lock();
-        inner.records.clear();
+        inner.records = VecDeque::new();
+        inner.bytes = 0;
         inner.dropped = 0;
     }
 
@@ -234,8 +316,13 @@ impl Recorder {
             // the relay (and so at this recorder) without deadlocking.
             let fresh: Vec<Record> = {
                 let inner = self.lock();
-                let start = inner.records.partition_point(|r| r.seq < from);
-                let fresh = inner.records.iter().skip(start).cloned().collect();
+                let start = inner.records.partition_point(|(r, _)| r.seq < from);
+                let fresh = inner
+                    .records
+                    .iter()
+                    .skip(start)
+                    .map(|(r, _)| r.clone())
+                    .collect();
                 from = from.max(inner.next_seq);
                 fresh
             };
@@ -259,7 +346,18 @@ impl Recorder {
 /// Writes NDJSON lines to `path` until every sender is gone, flushing
 /// whenever the channel runs empty.
 pub(crate) async fn run_sink(path: PathBuf, mut rx: SinkRx) {
-    let file = match std::fs::File::create(&path) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        // An existing file keeps its mode on open: make it private too.
+        .and_then(|file| {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Ok(file)
+        });
+    let file = match file {
         Ok(file) => file,
         Err(err) => {
             tracing::error!(path = %path.display(), %err, "cannot create the transcript file");
@@ -304,13 +402,10 @@ fn log_line(record: &Record) -> String {
         return format!("{arrow} {} {text}", record.event);
     }
     // The log is for eyes and terminals: never print a runner's secret.
-    let mut payload = match record.payload.get("runnerSecret") {
-        Some(_) => {
-            let mut masked = record.payload.clone();
-            masked["runnerSecret"] = Value::String("***".to_owned());
-            masked.to_string()
-        }
-        None => record.payload.to_string(),
+    let mut payload = if has_secret(&record.payload) {
+        record.masked().payload.to_string()
+    } else {
+        record.payload.to_string()
     };
     if payload.len() > LOG_PAYLOAD_CHARS {
         let mut cut = LOG_PAYLOAD_CHARS;
@@ -363,7 +458,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_start_at_one_and_mark_is_the_next() {
-        let (r, _) = Recorder::new(10, false);
+        let (r, _) = Recorder::new(10, usize::MAX, false);
         assert_eq!(r.mark(), 1);
         assert_eq!(push(&r, "a"), 1);
         assert_eq!(push(&r, "b"), 2);
@@ -378,7 +473,7 @@ mod tests {
 
     #[test]
     fn the_cap_evicts_oldest_and_leaves_a_marker() {
-        let (r, _) = Recorder::new(3, false);
+        let (r, _) = Recorder::new(3, usize::MAX, false);
         for i in 0..5 {
             push(&r, &format!("e{i}"));
         }
@@ -399,7 +494,7 @@ mod tests {
 
     #[test]
     fn counts_include_evicted_and_cleared_records() {
-        let (r, _) = Recorder::new(2, false);
+        let (r, _) = Recorder::new(2, usize::MAX, false);
         for _ in 0..4 {
             push(&r, "runner_session_event");
         }
@@ -413,7 +508,7 @@ mod tests {
 
     #[test]
     fn snapshot_filters_by_runner() {
-        let (r, _) = Recorder::new(10, false);
+        let (r, _) = Recorder::new(10, usize::MAX, false);
         r.push(RecordDirection::In, Some("a"), None, "x", json!(1));
         r.push(RecordDirection::Out, Some("b"), None, "y", json!(2));
         r.push(RecordDirection::Connection, None, None, "z", json!(3));
@@ -424,7 +519,7 @@ mod tests {
 
     #[test]
     fn records_serialize_in_camel_case() {
-        let (r, _) = Recorder::new(10, false);
+        let (r, _) = Recorder::new(10, usize::MAX, false);
         push(&r, "register_runner");
         let line = serde_json::to_value(&r.snapshot(0, None)[0]).unwrap();
         assert_eq!(line["runnerId"], "r1");
@@ -435,7 +530,7 @@ mod tests {
 
     #[test]
     fn terminal_log_lines_show_the_decoded_text() {
-        let (r, _) = Recorder::new(10, false);
+        let (r, _) = Recorder::new(10, usize::MAX, false);
         r.push(
             RecordDirection::In,
             Some("r1"),
@@ -473,7 +568,7 @@ mod tests {
 
     #[test]
     fn log_lines_are_short_and_mask_secrets() {
-        let (r, _) = Recorder::new(10, false);
+        let (r, _) = Recorder::new(10, usize::MAX, false);
         r.push(
             RecordDirection::In,
             Some("r1"),
@@ -500,9 +595,78 @@ mod tests {
         assert!(long.ends_with('…') && long.len() < LOG_PAYLOAD_CHARS + 20);
     }
 
+    #[test]
+    fn the_transcript_is_capped_in_bytes_too() {
+        let (r, _) = Recorder::new(1_000_000, 100_000, false);
+        for _ in 0..100 {
+            r.push(
+                RecordDirection::In,
+                Some("r1"),
+                None,
+                "runner_session_event",
+                json!({ "sessionId": "s", "event": { "pad": "x".repeat(10_000) } }),
+            );
+        }
+        let all = r.snapshot(0, None);
+        assert_eq!(all[0].event, RECORDS_DROPPED);
+        let kept = all.len() - 1;
+        assert!(
+            (5..=10).contains(&kept),
+            "{kept} records of 10 kB kept under 100 kB"
+        );
+        assert!(r.lock().bytes <= 100_000);
+        r.clear();
+        assert_eq!(r.lock().bytes, 0);
+    }
+
+    #[test]
+    fn masked_records_hide_secrets_at_any_depth() {
+        let record = Record {
+            seq: 1,
+            at_us: 0,
+            direction: RecordDirection::In,
+            runner_id: None,
+            socket_id: None,
+            event: "register_runner".into(),
+            payload: json!({ "runnerSecret": "s1", "nested": [{ "apiKey": "k1", "ok": "v" }] }),
+        };
+        let masked = record.masked();
+        assert_eq!(
+            masked.payload,
+            json!({ "runnerSecret": MASK, "nested": [{ "apiKey": MASK, "ok": "v" }] })
+        );
+        assert_eq!(record.payload["runnerSecret"], "s1");
+    }
+
+    #[tokio::test]
+    async fn the_transcript_file_is_private_and_masked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ndjson");
+        // An existing world-readable file is made private as well.
+        std::fs::write(&path, "old\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (r, rx) = Recorder::new(10, usize::MAX, true);
+        let sink = tokio::spawn(run_sink(path.clone(), rx.unwrap()));
+        r.push(
+            RecordDirection::In,
+            Some("r1"),
+            None,
+            "register_runner",
+            json!({ "runnerId": "r1", "runnerSecret": "abc123" }),
+        );
+        r.close_sink();
+        sink.await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("abc123") && text.contains(MASK), "{text}");
+        assert!(!text.contains("old"), "{text}");
+    }
+
     #[tokio::test]
     async fn expect_sees_past_and_live_records() {
-        let (r, _) = Recorder::new(100, false);
+        let (r, _) = Recorder::new(100, usize::MAX, false);
         let r = std::sync::Arc::new(r);
         push(&r, "old");
         let found = r

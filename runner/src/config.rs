@@ -55,10 +55,13 @@ pub struct Args {
     #[arg(long, env = "PIZZAPI_RUNNER_NAME", value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Workspace root the relay may use (sessions, files, git). Repeat the
-    /// flag or separate roots with commas. Each must be an existing directory.
-    /// Also read from PIZZAPI_WORKSPACE_ROOT (one root) when
-    /// PIZZAPI_WORKSPACE_ROOTS is not set. [default: none, i.e. unscoped]
+    /// Workspace root the relay may use (sessions, files, git, terminals).
+    /// Repeat the flag or separate roots with commas. Each must be an
+    /// existing directory. Also read from PIZZAPI_WORKSPACE_ROOT (one root)
+    /// when PIZZAPI_WORKSPACE_ROOTS is not set. A setting that is present but
+    /// names no directory ("", ",", " , ") is an error, never "unscoped".
+    /// [default: none, i.e. unscoped: the relay may use any path; a warning
+    /// says so at start]
     #[arg(
         long = "workspace-root",
         env = "PIZZAPI_WORKSPACE_ROOTS",
@@ -124,6 +127,79 @@ pub struct Args {
         value_name = "MS"
     )]
     pub git_timeout_ms: u64,
+
+    /// The most sessions (worker processes) running at once; more are
+    /// refused with a session_error naming the limit.
+    #[arg(
+        long,
+        env = "PIZZAPI_MAX_SESSIONS",
+        default_value_t = 32,
+        value_name = "N"
+    )]
+    pub max_sessions: usize,
+
+    /// The most commands from the relay being handled at once; more are
+    /// answered with the command's error reply naming the limit (or, for a
+    /// command without one, logged and dropped).
+    #[arg(
+        long,
+        env = "PIZZAPI_MAX_COMMANDS_IN_FLIGHT",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub max_commands_in_flight: usize,
+
+    /// Bytes of terminal input waiting for one shell to read them; input
+    /// beyond it is refused with a terminal_error.
+    #[arg(
+        long,
+        env = "PIZZAPI_TERMINAL_INPUT_MAX_BYTES",
+        default_value_t = 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub terminal_input_max_bytes: usize,
+
+    /// Bytes of worker events and terminal output waiting for the relay
+    /// connection. When it is full the runner stops reading the workers'
+    /// stdout and the terminals' output until the relay has taken some: a
+    /// slow relay slows the producers down instead of growing the runner.
+    #[arg(
+        long,
+        env = "PIZZAPI_OUTBOX_MAX_BYTES",
+        default_value_t = 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub outbox_max_bytes: usize,
+
+    /// Bytes of events kept while the relay is unreachable (sent after the
+    /// next registration); the oldest are dropped beyond it, with a log line.
+    #[arg(
+        long,
+        env = "PIZZAPI_BACKLOG_MAX_BYTES",
+        default_value_t = 8 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub backlog_max_bytes: usize,
+
+    /// The largest usage cache the runner reads; a larger one, or one that
+    /// is not a regular file, is reported as no usage (with a log line).
+    #[arg(
+        long,
+        env = "PIZZAPI_USAGE_CACHE_MAX_BYTES",
+        default_value_t = 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub usage_cache_max_bytes: u64,
+
+    /// The largest state file the runner reads at start; a larger one, or
+    /// one that is not a regular file, stops the start (exit 64).
+    #[arg(
+        long,
+        env = "PIZZAPI_STATE_FILE_MAX_BYTES",
+        default_value_t = 64 * 1024,
+        value_name = "BYTES"
+    )]
+    pub state_file_max_bytes: u64,
 
     /// Print the effective configuration (secrets as ***) and exit.
     #[arg(long)]
@@ -191,6 +267,22 @@ pub enum ConfigError {
     /// The terminal limit is zero.
     #[error("--max-terminals / PIZZAPI_MAX_TERMINALS must be at least 1")]
     ZeroTerminals,
+    /// The roots setting is present but names no directory.
+    #[error(
+        "{setting} is set but names no directory ({value:?}); give at least one workspace root, or leave it unset for an unscoped runner"
+    )]
+    BlankRoots {
+        /// The flag or variable at fault.
+        setting: &'static str,
+        /// Its value as given.
+        value: String,
+    },
+    /// A limit that must be positive is zero.
+    #[error("{flag} must be at least 1")]
+    ZeroLimit {
+        /// The flag (and variable) at fault.
+        flag: &'static str,
+    },
 }
 
 /// The validated configuration of one runner.
@@ -212,6 +304,20 @@ pub struct Config {
     pub kill_grace: Duration,
     /// The most terminals open at once.
     pub max_terminals: usize,
+    /// The most sessions running at once.
+    pub max_sessions: usize,
+    /// The most commands handled at once.
+    pub max_commands_in_flight: usize,
+    /// Bytes of input waiting for one terminal's shell.
+    pub terminal_input_max_bytes: usize,
+    /// Bytes of bulk data (worker events, terminal output) waiting for the connection.
+    pub outbox_max_bytes: usize,
+    /// Bytes of events kept while disconnected.
+    pub backlog_max_bytes: usize,
+    /// The largest usage cache read.
+    pub usage_cache_max_bytes: u64,
+    /// The largest state file read.
+    pub state_file_max_bytes: u64,
     /// The skills directory.
     pub skills_dir: PathBuf,
     /// Heartbeat interval.
@@ -262,10 +368,31 @@ impl Config {
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty())
             .collect();
-        if raw_roots.is_empty()
-            && let Some(root) = nonempty("PIZZAPI_WORKSPACE_ROOT")
-        {
-            raw_roots.push(root.trim().to_owned());
+        // Present but blank fails closed. clap may drop an empty variable,
+        // so presence is also looked up directly.
+        if raw_roots.is_empty() {
+            let blank = if !args.workspace_roots.is_empty() {
+                Some((
+                    "--workspace-root / PIZZAPI_WORKSPACE_ROOTS",
+                    args.workspace_roots.join(","),
+                ))
+            } else if let Some(value) = env("PIZZAPI_WORKSPACE_ROOTS") {
+                Some(("PIZZAPI_WORKSPACE_ROOTS", value))
+            } else {
+                match env("PIZZAPI_WORKSPACE_ROOT") {
+                    Some(value) if value.trim().is_empty() => {
+                        Some(("PIZZAPI_WORKSPACE_ROOT", value))
+                    }
+                    Some(value) => {
+                        raw_roots.push(value.trim().to_owned());
+                        None
+                    }
+                    None => None,
+                }
+            };
+            if let Some((setting, value)) = blank {
+                return Err(ConfigError::BlankRoots { setting, value });
+            }
         }
         let home = nonempty("HOME").map(PathBuf::from);
         let mut roots = Vec::with_capacity(raw_roots.len());
@@ -354,6 +481,45 @@ impl Config {
             return Err(ConfigError::ZeroTerminals);
         }
         let max_terminals = args.max_terminals;
+        let at_least_one = |n: u64, flag: &'static str| {
+            if n == 0 {
+                Err(ConfigError::ZeroLimit { flag })
+            } else {
+                Ok(())
+            }
+        };
+        for (n, flag) in [
+            (
+                args.max_sessions as u64,
+                "--max-sessions / PIZZAPI_MAX_SESSIONS",
+            ),
+            (
+                args.max_commands_in_flight as u64,
+                "--max-commands-in-flight / PIZZAPI_MAX_COMMANDS_IN_FLIGHT",
+            ),
+            (
+                args.terminal_input_max_bytes as u64,
+                "--terminal-input-max-bytes / PIZZAPI_TERMINAL_INPUT_MAX_BYTES",
+            ),
+            (
+                args.outbox_max_bytes as u64,
+                "--outbox-max-bytes / PIZZAPI_OUTBOX_MAX_BYTES",
+            ),
+            (
+                args.backlog_max_bytes as u64,
+                "--backlog-max-bytes / PIZZAPI_BACKLOG_MAX_BYTES",
+            ),
+            (
+                args.usage_cache_max_bytes,
+                "--usage-cache-max-bytes / PIZZAPI_USAGE_CACHE_MAX_BYTES",
+            ),
+            (
+                args.state_file_max_bytes,
+                "--state-file-max-bytes / PIZZAPI_STATE_FILE_MAX_BYTES",
+            ),
+        ] {
+            at_least_one(n, flag)?;
+        }
 
         let default_cwd = roots
             .first()
@@ -371,6 +537,13 @@ impl Config {
             worker_cmd,
             kill_grace: Duration::from_millis(args.kill_grace_ms),
             max_terminals,
+            max_sessions: args.max_sessions,
+            max_commands_in_flight: args.max_commands_in_flight,
+            terminal_input_max_bytes: args.terminal_input_max_bytes,
+            outbox_max_bytes: args.outbox_max_bytes,
+            backlog_max_bytes: args.backlog_max_bytes,
+            usage_cache_max_bytes: args.usage_cache_max_bytes,
+            state_file_max_bytes: args.state_file_max_bytes,
             skills_dir,
             heartbeat_interval,
             usage_cache_path,
@@ -381,6 +554,31 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
         })
     }
+}
+
+/// The environment variables that configure the runner: every `env` of
+/// [`Args`] and the secondary names read by [`Config::from_args`]. They are
+/// the runner's own business; no shell and no worker inherits them.
+pub fn config_variables() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(collect_config_variables)
+}
+
+fn collect_config_variables() -> Vec<String> {
+    let command = <Args as clap::CommandFactory>::command();
+    let mut names: Vec<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .chain(
+            ["PIZZAPI_RUNNER_API_KEY", "PIZZAPI_WORKSPACE_ROOT"]
+                .into_iter()
+                .map(str::to_owned),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// `~` and `~/…` are expanded with `HOME` (a shell would have done it for a
@@ -635,6 +833,67 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(expected), "{argv:?}: {text}");
         }
+    }
+
+    #[test]
+    fn a_blank_roots_setting_fails_closed() {
+        for blank in ["", ",", " , ", "  "] {
+            let err = config(
+                &["--api-key", "k", "--workspace-root", blank],
+                &[("HOME", "/h")],
+            )
+            .expect_err("blank roots must be refused");
+            assert!(
+                matches!(err, ConfigError::BlankRoots { .. }),
+                "{blank:?}: {err}"
+            );
+            assert!(err.to_string().contains("names no directory"), "{err}");
+            // The same through the variables (looked up directly, whatever
+            // clap made of an empty value).
+            for var in ["PIZZAPI_WORKSPACE_ROOTS", "PIZZAPI_WORKSPACE_ROOT"] {
+                let err = config(&["--api-key", "k"], &[("HOME", "/h"), (var, blank)])
+                    .expect_err("blank roots must be refused");
+                assert!(err.to_string().contains(var), "{var}={blank:?}: {err}");
+            }
+        }
+        // Not set at all: unscoped.
+        let cfg = config(&["--api-key", "k"], &[("HOME", "/h")]).unwrap();
+        assert!(cfg.roots.is_empty());
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        for flag in [
+            "--max-sessions",
+            "--max-commands-in-flight",
+            "--terminal-input-max-bytes",
+            "--outbox-max-bytes",
+            "--backlog-max-bytes",
+            "--usage-cache-max-bytes",
+            "--state-file-max-bytes",
+        ] {
+            let err = config(&["--api-key", "k", flag, "0"], &[("HOME", "/h")])
+                .expect_err("a zero limit must be refused");
+            assert!(err.to_string().contains(flag), "{flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn config_variables_are_every_setting() {
+        let vars = config_variables();
+        for var in [
+            "PIZZAPI_API_KEY",
+            "PIZZAPI_RUNNER_API_KEY",
+            "PIZZAPI_RELAY_URL",
+            "PIZZAPI_WORKSPACE_ROOTS",
+            "PIZZAPI_WORKSPACE_ROOT",
+            "PIZZAPI_WORKER_CMD",
+            "PIZZAPI_RUNNER_STATE_PATH",
+            "PIZZAPI_MAX_SESSIONS",
+        ] {
+            assert!(vars.iter().any(|v| v == var), "{var} missing from {vars:?}");
+        }
+        assert!(vars.iter().all(|v| v.starts_with("PIZZAPI_")), "{vars:?}");
     }
 
     #[test]

@@ -39,8 +39,12 @@
 //!   since the outage began. See [`ReconnectPolicy`] for why one backoff
 //!   cycle here can never get that far.
 //! * **Nothing is buffered by the library.** Events emitted while the
-//!   connection is down are kept (up to [`BACKLOG_LIMIT`]) by the writer task
-//!   and sent after the next registration.
+//!   connection is down are kept (up to [`BACKLOG_LIMIT`] events and
+//!   [`Connection::backlog_max_bytes`] bytes) by the writer task and sent
+//!   after the next registration. While connected, the writer takes one
+//!   event at a time and waits for the library to have written it: a relay
+//!   that reads slowly keeps the outbox full, and its bulk credit then
+//!   holds back the workers' stdout and the terminals' output.
 //! * **Payloads are built from JSON values** (`Payload::Text`), never from
 //!   strings, which the library would parse as JSON. The relay's acks are
 //!   not used (the library cannot answer them); the protocol correlates by
@@ -59,6 +63,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use runner_protocol::rules::redact_userinfo;
 use runner_protocol::{HandshakeAuth, RegisterRunner, RunnerEvent, names};
 use rust_socketio::asynchronous::{Client, ClientBuilder, ReconnectSettings};
 use rust_socketio::{Event, Payload, TransportType};
@@ -76,6 +81,10 @@ use crate::{ExitReason, ShutdownHandle};
 /// How many events are kept while the connection is down; older ones are
 /// dropped (and logged) beyond that.
 pub const BACKLOG_LIMIT: usize = 1024;
+
+/// How many bytes of events are kept while the connection is down, by
+/// default ([`Connection::backlog_max_bytes`]).
+pub const BACKLOG_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// The backoff limit of `rust_socketio` 0.6: its `ExponentialBackoff`
 /// (crate `backoff` 0.4, default settings) stops giving delays after this
@@ -177,12 +186,14 @@ pub struct Connection {
     pub outbox: Outbox,
     /// The daemon's shutdown path (for refusals).
     pub control: ShutdownHandle,
+    /// The most bytes of events kept while disconnected.
+    pub backlog_max_bytes: usize,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("relay_url", &self.relay_url)
+            .field("relay_url", &redact_userinfo(&self.relay_url))
             .field("auth", &self.auth)
             .field("reconnect", &self.reconnect)
             .finish_non_exhaustive()
@@ -431,8 +442,13 @@ impl Connection {
         let (writer_tx, writer_rx) = watch::channel(None);
         let writer_close = CancellationToken::new();
         let writer = tokio::spawn(
-            write_outbox(outbox_rx, writer_rx, writer_close.clone())
-                .instrument(tracing::Span::current()),
+            write_outbox(
+                outbox_rx,
+                writer_rx,
+                writer_close.clone(),
+                self.backlog_max_bytes,
+            )
+            .instrument(tracing::Span::current()),
         );
         // The first build starts at once (`rebuild_at` below); should it
         // fail, the next one follows after the first delay.
@@ -498,7 +514,7 @@ impl Actor {
             &self.tx,
         );
         let tx = self.tx.clone();
-        tracing::info!(url = %self.conn.relay_url, generation, "connecting to the relay");
+        tracing::info!(url = %redact_userinfo(&self.conn.relay_url), generation, "connecting to the relay");
         tokio::spawn(async move {
             // A relay that accepts TCP but never answers would hold a
             // build forever; give up on it like on a refused one.
@@ -580,7 +596,7 @@ impl Actor {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(url = %self.conn.relay_url, error = %error, "cannot reach the relay");
+                    tracing::warn!(url = %redact_userinfo(&self.conn.relay_url), error = %error, "cannot reach the relay");
                     self.schedule_rebuild();
                 }
             },
@@ -660,7 +676,7 @@ impl Actor {
             .take()
             .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
         tracing::info!(
-            url = %self.conn.relay_url,
+            url = %redact_userinfo(&self.conn.relay_url),
             generation = self.generation,
             outage_ms,
             "connected to the relay"
@@ -723,15 +739,97 @@ impl Actor {
     }
 }
 
+/// The events waiting for a connection, bounded in count and bytes.
+#[derive(Debug)]
+struct Backlog {
+    events: VecDeque<(RunnerEvent, usize)>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// Roughly how many bytes an event takes on the wire: its bulk size when it
+/// was emitted as bulk, else the length of its JSON.
+fn wire_size(event: &RunnerEvent, bulk: Option<usize>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    bulk.unwrap_or_else(|| {
+        let mut count = Count(0);
+        let _ = serde_json::to_writer(&mut count, &event.payload());
+        count.0
+    }) + event.name().len()
+}
+
+impl Backlog {
+    fn new(max_bytes: usize) -> Self {
+        Backlog {
+            events: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// Queues an event; the oldest ones make room when a limit is reached.
+    fn push(&mut self, event: RunnerEvent, bulk: Option<usize>) {
+        let size = wire_size(&event, bulk);
+        while !self.events.is_empty()
+            && (self.events.len() >= BACKLOG_LIMIT || self.bytes + size > self.max_bytes)
+        {
+            if let Some((dropped, dropped_size)) = self.events.pop_front() {
+                self.bytes -= dropped_size;
+                tracing::warn!(
+                    event = dropped.name(),
+                    limit_events = BACKLOG_LIMIT,
+                    limit_bytes = self.max_bytes,
+                    "backlog full while disconnected; oldest event dropped"
+                );
+            }
+        }
+        self.bytes += size;
+        self.events.push_back((event, size));
+    }
+
+    fn front(&self) -> Option<&RunnerEvent> {
+        self.events.front().map(|(event, _)| event)
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, size)) = self.events.pop_front() {
+            self.bytes -= size;
+        }
+        // Give the memory of a burst back once it has been sent.
+        if self.events.is_empty() && self.events.capacity() > 64 {
+            self.events = VecDeque::new();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
 /// Sends the outbox's events while a client is connected; keeps them (up to
-/// [`BACKLOG_LIMIT`]) while none is, and after a failed send until the next
-/// connection. On `close`, sends what is left and returns.
+/// [`BACKLOG_LIMIT`] events and `max_bytes` bytes) while none is, and after
+/// a failed send until the next connection. On `close`, sends what is left
+/// and returns.
 async fn write_outbox(
     mut rx: OutboxReceiver,
     mut client: watch::Receiver<Option<Client>>,
     close: CancellationToken,
+    max_bytes: usize,
 ) {
-    let mut backlog: VecDeque<RunnerEvent> = VecDeque::new();
+    let mut backlog = Backlog::new(max_bytes);
     let mut stalled = false;
     loop {
         tokio::select! {
@@ -743,8 +841,8 @@ async fn write_outbox(
                 }
                 stalled = false;
             }
-            event = rx.recv() => match event {
-                Some(event) => push(&mut backlog, event),
+            event = rx.recv_sized() => match event {
+                Some((event, bulk)) => backlog.push(event, bulk),
                 None => break,
             },
         }
@@ -753,8 +851,8 @@ async fn write_outbox(
             stalled = !flush(&current, &mut backlog).await;
         }
     }
-    while let Ok(event) = rx.try_recv() {
-        push(&mut backlog, event);
+    while let Ok((event, bulk)) = rx.try_recv_sized() {
+        backlog.push(event, bulk);
     }
     let current = client.borrow().clone();
     if let Some(current) = current {
@@ -768,20 +866,8 @@ async fn write_outbox(
     }
 }
 
-fn push(backlog: &mut VecDeque<RunnerEvent>, event: RunnerEvent) {
-    if backlog.len() >= BACKLOG_LIMIT
-        && let Some(dropped) = backlog.pop_front()
-    {
-        tracing::warn!(
-            event = dropped.name(),
-            "backlog full while disconnected; oldest event dropped"
-        );
-    }
-    backlog.push_back(event);
-}
-
 /// Sends the backlog in order; `false` (keeping the rest) when a send fails.
-async fn flush(client: &Client, backlog: &mut VecDeque<RunnerEvent>) -> bool {
+async fn flush(client: &Client, backlog: &mut Backlog) -> bool {
     while let Some(event) = backlog.front() {
         if let Err(err) = emit(client, event).await {
             tracing::warn!(event = event.name(), error = %err, "send failed; keeping the event for the next connection");
@@ -970,6 +1056,36 @@ mod tests {
             }
         }
         assert!(checked >= 10, "only {checked} files checked");
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_events_and_bytes() {
+        let data = |n: usize| {
+            RunnerEvent::TerminalData(runner_protocol::TerminalData {
+                terminal_id: "t".into(),
+                data: "x".repeat(n),
+            })
+        };
+        let mut backlog = Backlog::new(10_000);
+        for _ in 0..100 {
+            backlog.push(data(1000), Some(1000));
+        }
+        assert!(backlog.bytes <= 10_000, "{} bytes kept", backlog.bytes);
+        assert_eq!(backlog.len(), 9, "1013 bytes each");
+        let mut backlog = Backlog::new(usize::MAX);
+        for _ in 0..(BACKLOG_LIMIT + 10) {
+            backlog.push(runner_protocol::Pong { now: 1 }.into(), None);
+        }
+        assert_eq!(backlog.len(), BACKLOG_LIMIT);
+        // An event larger than the whole limit is still kept, alone.
+        let mut backlog = Backlog::new(10);
+        backlog.push(data(5), Some(5));
+        backlog.push(data(100), Some(100));
+        assert_eq!(backlog.len(), 1);
+        while !backlog.is_empty() {
+            backlog.pop_front();
+        }
+        assert_eq!(backlog.bytes, 0);
     }
 
     #[test]

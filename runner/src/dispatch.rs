@@ -7,6 +7,12 @@
 //! * a payload that does not decode gets the command's error reply
 //!   ([`ServerEvent::error_reply`]: the decode error names the field, the
 //!   reply carries the command's `requestId`/`sessionId`/`terminalId`);
+//! * so does a command whose `requestId`, `sessionId` or `terminalId` is
+//!   unusable (a NUL byte, a control character, too long:
+//!   [`validate_ids`]), before any handler sees it;
+//! * so does a command beyond the limit of commands in flight
+//!   ([`Dispatcher::with_max_in_flight`]); a command without an error reply
+//!   is then logged and dropped;
 //! * an unknown event is logged and ignored;
 //! * `runner_registered` and `error` concern the connection itself and are
 //!   handed back to it ([`Routed`]);
@@ -31,6 +37,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use runner_protocol::rules::validate_ids;
 use runner_protocol::{DecodeError, Pong, RunnerEvent, RunnerRegistered, ServerEvent, names};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -148,11 +155,16 @@ pub enum Routed {
     Handled,
 }
 
+/// The most commands handled at once unless
+/// [`Dispatcher::with_max_in_flight`] says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
 /// Routes incoming events to handler tasks.
 pub struct Dispatcher {
     handler: Arc<dyn CommandHandler>,
     outbox: Outbox,
     tracker: TaskTracker,
+    max_in_flight: usize,
     closed: CancellationToken,
     lanes: Arc<Mutex<HashMap<String, Lane>>>,
     next_lane_ticket: std::sync::atomic::AtomicU64,
@@ -180,10 +192,18 @@ impl Dispatcher {
             handler,
             outbox,
             tracker: TaskTracker::new(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             closed: CancellationToken::new(),
             lanes: Arc::default(),
             next_lane_ticket: Default::default(),
         }
+    }
+
+    /// At most `max` commands are handled at once (at least 1); a command
+    /// beyond that gets its error reply naming the limit.
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
     }
 
     /// Handles one incoming event: decodes it, answers what cannot be
@@ -210,24 +230,30 @@ impl Dispatcher {
             ServerEvent::RunnerRegistered(reg) => Routed::Registered(reg),
             ServerEvent::Error(err) => Routed::RelayError(err.message),
             command => {
-                self.spawn(command, payload);
+                if let Err(err) = validate_ids(&payload) {
+                    self.reject(name, &payload, &format!("{name}: {err}"));
+                } else {
+                    self.spawn(command, payload);
+                }
                 Routed::Handled
             }
         }
     }
 
-    /// Answers a command whose payload cannot be used (it does not decode, or
-    /// arrived as binary data) with the command's error reply, or logs it
+    /// Answers a command that cannot be handled (its payload does not
+    /// decode, arrived as binary data or holds an unusable id, or too many
+    /// commands are in flight) with the command's error reply, or logs it
     /// when the command has none.
     pub fn reject(&self, name: &str, raw: &Value, message: &str) {
-        let request_id = ServerEvent::raw_request_id(raw);
+        // The id may be the very thing at fault: logged escaped.
+        let request_id = ServerEvent::raw_request_id(raw).map(|id| id.escape_debug().to_string());
         match ServerEvent::error_reply(name, raw, message) {
             Some(reply) => {
                 tracing::warn!(
                     command = name,
                     request_id = request_id.as_deref(),
                     error = message,
-                    "undecodable command answered with {}",
+                    "command refused; answered with {}",
                     reply.name()
                 );
                 self.outbox.emit(reply);
@@ -235,8 +261,9 @@ impl Dispatcher {
             None => {
                 tracing::warn!(
                     command = name,
+                    request_id = request_id.as_deref(),
                     error = message,
-                    "undecodable command ignored (it has no error reply)"
+                    "command refused and dropped (it has no error reply)"
                 );
             }
         }
@@ -258,6 +285,17 @@ impl Dispatcher {
                 command = name,
                 request_id = request_id.as_deref(),
                 "runner is shutting down; command ignored"
+            );
+            return;
+        }
+        let in_flight = self.tracker.len();
+        if in_flight >= self.max_in_flight {
+            self.reject(
+                name,
+                &raw,
+                &format!(
+                    "{name}: too many commands in flight ({in_flight}, the limit of this runner: --max-commands-in-flight / PIZZAPI_MAX_COMMANDS_IN_FLIGHT); try again later"
+                ),
             );
             return;
         }
@@ -657,6 +695,130 @@ mod tests {
         }
         assert!(d.drain(WAIT).await);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn unusable_ids_get_the_error_reply_before_any_handler() {
+        let (d, mut rx, fake) = dispatcher();
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "new_terminal",
+                json!({"terminalId": "a\u{0}b"}),
+                "terminal_error",
+            ),
+            (
+                "kill_terminal",
+                json!({"terminalId": "x\u{1b}[2J"}),
+                "terminal_error",
+            ),
+            (
+                "new_session",
+                json!({"sessionId": "s\u{0}"}),
+                "session_error",
+            ),
+            (
+                "kill_session",
+                json!({"sessionId": "s\n1"}),
+                "session_error",
+            ),
+            (
+                "list_skills",
+                json!({"requestId": "r\u{0}"}),
+                "skill_result",
+            ),
+            (
+                "read_file",
+                json!({"requestId": "r\u{7}", "cwd": "/", "path": "/x"}),
+                "file_result",
+            ),
+            (
+                "git_status",
+                json!({"requestId": "x".repeat(300), "cwd": "/"}),
+                "file_result",
+            ),
+        ];
+        for (name, payload, reply) in cases {
+            assert_eq!(d.dispatch(name, payload.clone()), Routed::Handled);
+            let ev = next(&mut rx).await;
+            assert_eq!(ev.name(), reply, "reply to {name}");
+            let body = ev.payload();
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(
+                message.starts_with(&format!("{name}: Invalid ")),
+                "{name}: {message}"
+            );
+            for key in ["requestId", "sessionId", "terminalId"] {
+                if let Some(id) = payload.get(key) {
+                    assert_eq!(
+                        &body[key], id,
+                        "{name}: the reply carries the {key} as sent"
+                    );
+                }
+            }
+        }
+        // Without an error reply: nothing is sent, nothing runs.
+        d.dispatch("get_usage", json!({"requestId": "u\u{0}"}));
+        d.dispatch("ping", json!({}));
+        assert_eq!(next(&mut rx).await.name(), "pong");
+        assert_eq!(fake.handled.load(Ordering::SeqCst), 1, "only the ping ran");
+    }
+
+    /// Holds every `list_files` until released.
+    struct Gate(tokio::sync::Semaphore);
+
+    impl CommandHandler for Arc<Gate> {
+        fn handle(&self, command: ServerEvent) -> BoxFuture<'static, Option<RunnerEvent>> {
+            let this = Arc::clone(self);
+            async move {
+                match command {
+                    ServerEvent::ListFiles(req) => {
+                        let _ = this.0.acquire().await;
+                        Some(
+                            runner_protocol::FileResult::failure(req.request_id, "released").into(),
+                        )
+                    }
+                    ServerEvent::Ping(_) => Some(Pong { now: 1 }.into()),
+                    _ => None,
+                }
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_beyond_the_in_flight_limit_are_answered_naming_it() {
+        let (outbox, mut rx) = Outbox::channel();
+        let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0)));
+        let d = Dispatcher::new(Arc::new(Arc::clone(&gate)), outbox).with_max_in_flight(3);
+        let list = |i: usize| json!({"requestId": format!("r{i}"), "cwd": "/", "path": "/"});
+        for i in 0..3 {
+            d.dispatch("list_files", list(i));
+        }
+        d.dispatch("list_files", list(3));
+        let ev = next(&mut rx).await;
+        let body = ev.payload();
+        assert_eq!(body["requestId"], json!("r3"));
+        assert_eq!(body["ok"], json!(false));
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("too many commands in flight (3")
+                && message.contains("PIZZAPI_MAX_COMMANDS_IN_FLIGHT"),
+            "{message}"
+        );
+        // A command without an error reply is dropped, not queued.
+        d.dispatch("ping", json!({}));
+        gate.0.add_permits(3);
+        let mut released = Vec::new();
+        for _ in 0..3 {
+            released.push(next(&mut rx).await.payload()["requestId"].clone());
+        }
+        released.sort_by_key(|v| v.to_string());
+        assert_eq!(released, vec![json!("r0"), json!("r1"), json!("r2")]);
+        assert!(d.drain(WAIT).await);
+        assert!(rx.try_recv().is_err(), "the dropped ping got no pong");
+        // Below the limit again: commands run.
+        d.dispatch("ping", json!({}));
+        assert_eq!(next(&mut rx).await.name(), "pong");
     }
 
     #[tokio::test]

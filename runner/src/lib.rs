@@ -24,6 +24,15 @@
 //! * [`beneath`] — opening paths beneath the roots' directory handles, so
 //!   that no path is checked by name and then used by name.
 //! * [`heartbeat`], [`usage`] — `runner_heartbeat` and `usage_data`.
+//! * [`small_file`] — reading a file the runner does not control, bounded.
+//!
+//! # Bounds
+//!
+//! Every queue and count has a limit, each a setting ([`config::Args`]):
+//! sessions, terminals, commands in flight, terminal input bytes per shell,
+//! bulk bytes waiting for the connection (which holds back the workers'
+//! stdout and the terminals' output), bytes kept while disconnected, and
+//! the sizes of the usage cache and the state file.
 //!
 //! # Shutdown
 //!
@@ -46,6 +55,7 @@ pub mod heartbeat;
 pub mod outbox;
 pub mod sessions;
 pub mod skills;
+pub mod small_file;
 pub mod state;
 pub mod terminals;
 pub mod usage;
@@ -185,7 +195,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<ExitReason, RunError> {
     runner_protocol::rules::namespace_url(&config.relay_url)?;
-    let lock = StateLock::acquire(&config.state_path)?;
+    let lock = StateLock::acquire_limited(&config.state_path, config.state_file_max_bytes)?;
     let identity = lock.identity().clone();
     let span = tracing::info_span!("runner", runner_id = %identity.runner_id);
     async move {
@@ -193,10 +203,17 @@ pub async fn run(
             name = %config.name,
             state = %lock.path().display(),
             roots = ?config.roots,
+            relay_url = %runner_protocol::rules::redact_userinfo(&config.relay_url),
             "runner starting"
         );
+        if config.roots.is_empty() {
+            tracing::warn!(
+                "no workspace roots: the relay may use any path on this machine \
+                 (set PIZZAPI_WORKSPACE_ROOTS or --workspace-root to confine it)"
+            );
+        }
         let control = ShutdownHandle::new();
-        let (outbox, outbox_rx) = Outbox::channel();
+        let (outbox, outbox_rx) = Outbox::with_credit(config.outbox_max_bytes);
 
         let sessions = SessionManager::new(
             SessionSettings {
@@ -207,6 +224,7 @@ pub async fn run(
                 api_key: config.api_key.clone(),
                 relay_url: config.relay_url.clone(),
                 usage_cache_path: config.usage_cache_path.clone(),
+                max_sessions: config.max_sessions,
             },
             outbox.clone(),
         );
@@ -214,10 +232,12 @@ pub async fn run(
             let mut settings =
                 TerminalSettings::new(config.roots.clone(), config.default_cwd.clone());
             settings.max_terminals = config.max_terminals;
+            settings.input_max_bytes = config.terminal_input_max_bytes;
             TerminalManager::new(settings, outbox.clone())
         };
         let skills = SkillStore::new(config.skills_dir.clone());
-        let usage = UsageSource::new(config.usage_cache_path.clone());
+        let usage = UsageSource::new(config.usage_cache_path.clone())
+            .with_max_bytes(config.usage_cache_max_bytes);
         let services = Services {
             sessions: sessions.clone(),
             skills: skills.clone(),
@@ -227,7 +247,10 @@ pub async fn run(
             usage: usage.clone(),
             control: control.clone(),
         };
-        let dispatcher = Arc::new(Dispatcher::new(Arc::new(services), outbox.clone()));
+        let dispatcher = Arc::new(
+            Dispatcher::new(Arc::new(services), outbox.clone())
+                .with_max_in_flight(config.max_commands_in_flight),
+        );
 
         let usage_stop = CancellationToken::new();
         let usage_watcher = tokio::spawn(
@@ -292,6 +315,7 @@ pub async fn run(
             dispatcher: Arc::clone(&dispatcher),
             outbox: outbox.clone(),
             control: control.clone(),
+            backlog_max_bytes: config.backlog_max_bytes,
         };
         let close = CancellationToken::new();
         let connection_task =

@@ -5,12 +5,17 @@
 //! `--worker-cmd`, already split into words by the caller), run without a
 //! shell, in the session's working directory, in a process group of its own,
 //! with stdin at `/dev/null`. It learns about its session from `PIZZAPI_*`
-//! environment variables (protocol reference, section 3).
+//! environment variables (protocol reference, section 3); besides those it
+//! inherits the runner's environment without the runner's own configuration
+//! ([`crate::config::config_variables`]).
 //!
 //! Each session has one supervisor task that owns the worker process:
 //!
 //! * it forwards every stdout line that is a JSON object as a
-//!   `runner_session_event`, and logs every other stdout and stderr line;
+//!   `runner_session_event`, and logs every other stdout and stderr line.
+//!   Events go out as bulk data ([`Outbox::emit_bulk`]): while the outbox
+//!   is full, stdout is not read, the pipe fills and the worker's writes
+//!   block — a slow relay slows the worker down;
 //! * when the worker exits with code 43 it spawns it again, without the
 //!   initial prompt and model, and emits `session_ready` again;
 //! * when the worker exits otherwise it emits `session_exited`;
@@ -101,6 +106,8 @@ pub struct SessionSettings {
     /// The usage cache file, passed to workers as
     /// `PIZZAPI_RUNNER_USAGE_CACHE_PATH`.
     pub usage_cache_path: PathBuf,
+    /// The most sessions running at once.
+    pub max_sessions: usize,
 }
 
 /// Why a `new_session` was refused. `Display` is the `session_error` message.
@@ -124,6 +131,10 @@ enum SpawnError {
     Spawn { program: String, source: io::Error },
     #[error("The runner is shutting down")]
     ShuttingDown,
+    #[error(
+        "Too many sessions: {0} are running, the limit of this runner (--max-sessions / PIZZAPI_MAX_SESSIONS)"
+    )]
+    TooMany(usize),
 }
 
 /// The running sessions and their workers. Cheap to clone (an `Arc` inside);
@@ -318,6 +329,9 @@ impl SessionManager {
         if state.sessions.contains_key(&session_id) {
             return Err(SpawnError::AlreadyRunning(session_id));
         }
+        if state.sessions.len() >= settings.max_sessions {
+            return Err(SpawnError::TooMany(settings.max_sessions));
+        }
         let initial = Initial {
             prompt: req.prompt.as_deref(),
             model: req.model.as_ref(),
@@ -364,6 +378,9 @@ impl Inner {
         }
         if state.sessions.contains_key(session_id) {
             return Err(SpawnError::AlreadyRunning(session_id.to_owned()));
+        }
+        if state.sessions.len() >= self.settings.max_sessions {
+            return Err(SpawnError::TooMany(self.settings.max_sessions));
         }
         Ok(())
     }
@@ -447,7 +464,13 @@ fn spawn_worker(
         .process_group(0)
         // Last resort if the supervisor is dropped without stopping it
         // (runtime torn down); the group guard takes the rest of the group.
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // The runner's own configuration (its API key under another name, its
+    // roots, its limits) is not the worker's business.
+    for var in crate::config::config_variables() {
+        command.env_remove(var);
+    }
+    command
         .env(ENV_SESSION_ID, session_id)
         .env(ENV_API_KEY, settings.api_key.expose())
         .env(ENV_RELAY_URL, &settings.relay_url)
@@ -843,10 +866,19 @@ async fn forward_stdout<R: AsyncBufRead + Unpin>(
             Ok(Some(Line::Complete)) => {
                 let text = strip_cr(&line);
                 match serde_json::from_slice::<Value>(text) {
-                    Ok(event @ Value::Object(_)) => outbox.emit(RunnerSessionEvent {
-                        session_id: session_id.clone(),
-                        event,
-                    }),
+                    // Waits while the outbox is full: stdout is then not
+                    // read, and the worker blocks on its full pipe.
+                    Ok(event @ Value::Object(_)) => {
+                        outbox
+                            .emit_bulk(
+                                RunnerSessionEvent {
+                                    session_id: session_id.clone(),
+                                    event,
+                                },
+                                text.len(),
+                            )
+                            .await
+                    }
                     _ => tracing::info!(
                         session_id = %session_id,
                         line = %String::from_utf8_lossy(text),
@@ -859,6 +891,16 @@ async fn forward_stdout<R: AsyncBufRead + Unpin>(
                 return;
             }
         }
+        shrink_after_long_line(&mut line);
+    }
+}
+
+/// A line buffer that grew for a long line gives that memory back.
+fn shrink_after_long_line(line: &mut Vec<u8>) {
+    const KEEP: usize = 64 * 1024;
+    if line.capacity() > KEEP {
+        line.clear();
+        line.shrink_to(KEEP);
     }
 }
 
@@ -881,6 +923,7 @@ async fn log_stderr<R: AsyncRead + Unpin>(stderr: R, session_id: String) {
                 return;
             }
         }
+        shrink_after_long_line(&mut line);
     }
 }
 
@@ -927,6 +970,7 @@ mod tests {
             api_key: Secret::new("key-123"),
             relay_url: "http://127.0.0.1:9".into(),
             usage_cache_path: base.join("usage-cache.json"),
+            max_sessions: 8,
         };
         let (outbox, rx) = Outbox::channel();
         Harness {

@@ -28,9 +28,15 @@ use rand::RngCore;
 use runner_protocol::Secret;
 use serde_json::{Map, Value};
 
+use crate::small_file::{SmallFileError, read_small_file};
+
 /// Exit code of a start refused because another runner holds the state file
 /// (`EX_TEMPFAIL`).
 pub const EXIT_LOCK_HELD: u8 = 75;
+
+/// The largest state file read unless [`StateLock::acquire_limited`] says
+/// otherwise (a real one is about 200 bytes).
+pub const STATE_FILE_MAX_BYTES: u64 = 64 * 1024;
 
 /// The name a runner process has (`/proc/<pid>/exe`).
 const RUNNER_EXE: &str = "pizzapi-runner";
@@ -174,16 +180,33 @@ pub struct StateLock {
     started_at: u64,
     identity: Identity,
     released: bool,
+    max_bytes: u64,
 }
 
 impl StateLock {
     /// Takes the lock in the state file at `path` (creating the file and its
     /// directory when missing) and loads or creates the identity.
     pub fn acquire(path: &Path) -> Result<StateLock, StateError> {
-        Self::acquire_with(path, &ProcProbe)
+        Self::acquire_limited(path, STATE_FILE_MAX_BYTES)
     }
 
+    /// [`StateLock::acquire`], reading at most `max_bytes` of the file: a
+    /// larger file, or one that is not a regular file (a FIFO, a device),
+    /// is an error.
+    pub fn acquire_limited(path: &Path, max_bytes: u64) -> Result<StateLock, StateError> {
+        Self::acquire_inner(path, &ProcProbe, max_bytes)
+    }
+
+    #[cfg(test)]
     pub(crate) fn acquire_with(path: &Path, probe: &dyn PidProbe) -> Result<StateLock, StateError> {
+        Self::acquire_inner(path, probe, STATE_FILE_MAX_BYTES)
+    }
+
+    fn acquire_inner(
+        path: &Path,
+        probe: &dyn PidProbe,
+        max_bytes: u64,
+    ) -> Result<StateLock, StateError> {
         let io = |p: &Path| {
             let p = p.to_owned();
             move |source| StateError::Io { path: p, source }
@@ -202,7 +225,7 @@ impl StateLock {
             .join(path.file_name().unwrap_or_default());
         let _dir_lock = lock_dir(&dir)?;
 
-        let mut fields = read_fields(path)?;
+        let mut fields = read_fields(path, max_bytes)?;
         let own_pid = std::process::id();
         let mut held_here = HELD_HERE.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pid) = fields.get("pid").and_then(Value::as_u64) {
@@ -264,6 +287,7 @@ impl StateLock {
             started_at,
             identity,
             released: false,
+            max_bytes,
         })
     }
 
@@ -293,7 +317,7 @@ impl StateLock {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.key);
         let _dir_lock = lock_dir(&parent_dir(&self.path))?;
-        let mut fields = read_fields(&self.path)?;
+        let mut fields = read_fields(&self.path, self.max_bytes)?;
         let ours = fields.get("pid").and_then(Value::as_u64) == Some(u64::from(self.pid))
             && fields.get("startedAt").and_then(Value::as_u64) == Some(self.started_at);
         if !ours {
@@ -335,17 +359,24 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>, StateError> {
 }
 
 /// The file's fields; an absent file is an empty object.
-fn read_fields(path: &Path) -> Result<Map<String, Value>, StateError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Map::new()),
-        Err(source) => {
+fn read_fields(path: &Path, max_bytes: u64) -> Result<Map<String, Value>, StateError> {
+    let bytes = match read_small_file(path, max_bytes) {
+        Ok(bytes) => bytes,
+        Err(err) if err.is_not_found() => return Ok(Map::new()),
+        Err(SmallFileError::Io(source)) => {
             return Err(StateError::Io {
                 path: path.to_owned(),
                 source,
             });
         }
+        Err(err) => {
+            return Err(StateError::Corrupt {
+                path: path.to_owned(),
+                reason: err.to_string(),
+            });
+        }
     };
+    let text = String::from_utf8_lossy(&bytes);
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
@@ -422,7 +453,7 @@ mod tests {
     }
 
     fn read(path: &Path) -> Map<String, Value> {
-        read_fields(path).unwrap()
+        read_fields(path, STATE_FILE_MAX_BYTES).unwrap()
     }
 
     #[test]
@@ -584,6 +615,39 @@ mod tests {
             assert!(matches!(err, StateError::Corrupt { .. }), "{text}: {err}");
             assert!(err.to_string().contains("repair it"), "{err}");
             assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn special_and_oversized_state_files_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let zero = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let big = dir.path().join("big.json");
+        fs::write(&big, format!("{{\"pad\": \"{}\"}}", "x".repeat(5000))).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for (path, max) in [
+                (fifo, STATE_FILE_MAX_BYTES),
+                (zero, STATE_FILE_MAX_BYTES),
+                (big, 1000),
+            ] {
+                let _ = tx.send(StateLock::acquire_limited(&path, max).map(|_| ()));
+            }
+        });
+        for expected in [
+            "not a regular file but a FIFO",
+            "not a regular file but a character device",
+            "larger than 1000 bytes",
+        ] {
+            let err = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("acquiring blocked ({expected})"))
+                .unwrap_err();
+            assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains(expected), "{err}");
         }
     }
 

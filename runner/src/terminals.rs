@@ -12,8 +12,14 @@
 //!   burst (at most [`TerminalSettings::coalesce`] after the burst's first
 //!   byte, or once [`TerminalSettings::max_chunk`] bytes are pending), then
 //!   waits for the shell and emits `terminal_exit` after the last data;
-//! * a **writer thread** fed by a bounded queue, so a shell that does not
-//!   read its input cannot stall the handler that received `terminal_input`.
+//! * a **writer thread** fed by a queue bounded in bytes
+//!   ([`TerminalSettings::input_max_bytes`]) and in writes, so a shell that
+//!   does not read its input cannot stall the handler that received
+//!   `terminal_input`, nor make the runner hold its input.
+//!
+//! The shell inherits the runner's environment without the runner's own
+//! configuration ([`crate::config::config_variables`]: no API key, no
+//! roots), with `TERM` set.
 //!
 //! The shell is a session leader (the PTY library calls `setsid`), so
 //! killing a terminal kills every process of that session: the shell, its
@@ -59,10 +65,12 @@ pub struct TerminalSettings {
     pub coalesce: Duration,
     /// The most output bytes gathered into one `terminal_data` event.
     pub max_chunk: usize,
+    /// Bytes of input waiting for one shell to read them.
+    pub input_max_bytes: usize,
 }
 
 impl TerminalSettings {
-    /// Defaults: 16 terminals, 16 ms / 32 KiB coalescing.
+    /// Defaults: 16 terminals, 16 ms / 32 KiB coalescing, 1 MiB of input.
     pub fn new(roots: Vec<PathBuf>, default_cwd: PathBuf) -> Self {
         let default_shell = std::env::var("SHELL")
             .ok()
@@ -75,6 +83,7 @@ impl TerminalSettings {
             max_terminals: 16,
             coalesce: Duration::from_millis(16),
             max_chunk: 32 * 1024,
+            input_max_bytes: 1024 * 1024,
         }
     }
 }
@@ -92,7 +101,8 @@ pub struct TerminalStats {
 
 /// Chunks in flight between a reader thread and its pump.
 const READER_QUEUE: usize = 4;
-/// Input writes queued for one terminal before input is refused.
+/// Input writes queued for one terminal before input is refused (besides
+/// the byte bound of [`TerminalSettings::input_max_bytes`]).
 const INPUT_QUEUE: usize = 256;
 /// How long a killed session may take to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -100,6 +110,8 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 struct Terminal {
     master: Mutex<Box<dyn MasterPty + Send>>,
     input: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Bytes queued for the writer thread and not yet written.
+    input_queued: Arc<std::sync::atomic::AtomicUsize>,
     pid: u32,
     killed: Arc<AtomicBool>,
     stats: Arc<TerminalStats>,
@@ -266,6 +278,9 @@ impl TerminalManager {
             .map_err(|e| spawn_err(e.to_string()))?;
         let mut cmd = CommandBuilder::new(&shell);
         cmd.cwd(dir.proc_path());
+        for var in crate::config::config_variables() {
+            cmd.env_remove(var);
+        }
         cmd.env("TERM", "xterm-256color");
         let mut child = pair
             .slave
@@ -287,9 +302,11 @@ impl TerminalManager {
         };
 
         let (input_tx, input_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(INPUT_QUEUE);
+        let input_queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let terminal = Arc::new(Terminal {
             master: Mutex::new(pair.master),
             input: input_tx,
+            input_queued: input_queued.clone(),
             pid,
             killed: Arc::new(AtomicBool::new(false)),
             stats: Arc::new(TerminalStats::default()),
@@ -313,15 +330,15 @@ impl TerminalManager {
             terminal_id: id.clone(),
         });
 
+        // Thread names carry no id: an id is the relay's text, and a thread
+        // name must not hold a NUL byte.
         std::thread::Builder::new()
-            .name(format!("pty-writer-{id}"))
+            .name("pty-writer".to_owned())
             .spawn(move || {
                 for bytes in input_rx {
-                    if writer
-                        .write_all(&bytes)
-                        .and_then(|_| writer.flush())
-                        .is_err()
-                    {
+                    let written = writer.write_all(&bytes).and_then(|_| writer.flush());
+                    input_queued.fetch_sub(bytes.len(), Ordering::SeqCst);
+                    if written.is_err() {
                         break;
                     }
                 }
@@ -331,7 +348,7 @@ impl TerminalManager {
         let (chunk_tx, chunk_rx) = mpsc::channel::<Vec<u8>>(READER_QUEUE);
         let stats = terminal.stats.clone();
         std::thread::Builder::new()
-            .name(format!("pty-reader-{id}"))
+            .name("pty-reader".to_owned())
             .spawn(move || read_pty(reader, chunk_tx, &stats))
             .map_err(|e| spawn_err(e.to_string()))?;
 
@@ -407,16 +424,36 @@ impl TerminalManager {
         if bytes.is_empty() {
             return;
         }
+        let len = bytes.len();
+        let limit = self.inner.settings.input_max_bytes;
+        // Reserve the bytes first, so that concurrent inputs cannot overshoot.
+        let queued = terminal.input_queued.fetch_add(len, Ordering::SeqCst);
+        if queued + len > limit {
+            terminal.input_queued.fetch_sub(len, Ordering::SeqCst);
+            drop(bytes);
+            return self.error(
+                &req.terminal_id,
+                format!(
+                    "Terminal input refused: {queued} bytes are waiting for the shell to read them and {len} more would pass the limit of {limit} (--terminal-input-max-bytes / PIZZAPI_TERMINAL_INPUT_MAX_BYTES)"
+                ),
+            );
+        }
         match terminal.input.try_send(bytes) {
             Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(_)) => self.error(
-                &req.terminal_id,
-                "Terminal input refused: the shell is not reading its input",
-            ),
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => self.error(
-                &req.terminal_id,
-                "Terminal input refused: the shell has exited",
-            ),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                terminal.input_queued.fetch_sub(len, Ordering::SeqCst);
+                self.error(
+                    &req.terminal_id,
+                    format!("Terminal input refused: {INPUT_QUEUE} writes are waiting for the shell to read them"),
+                )
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                terminal.input_queued.fetch_sub(len, Ordering::SeqCst);
+                self.error(
+                    &req.terminal_id,
+                    "Terminal input refused: the shell has exited",
+                )
+            }
         }
     }
 
@@ -1009,6 +1046,47 @@ mod tests {
         );
         h.type_text("b", "echo still-$((2+3))\n").await;
         h.until_output("b", "still-5\r\n").await;
+        h.manager.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn input_is_bounded_in_bytes_not_messages() {
+        // A shell that never reads: its PTY fills, then the writer thread
+        // blocks, then the queue holds what is left of the budget.
+        let mut h = Harness::with(|s| s.input_max_bytes = 64 * 1024);
+        let script = h.root().join("deaf.sh");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        h.manager
+            .new_terminal(NewTerminal {
+                terminal_id: "deaf".into(),
+                cwd: None,
+                shell: Some(script.display().to_string()),
+                cols: None,
+                rows: None,
+            })
+            .await;
+        h.until("terminal_ready", |ev| {
+            matches!(ev, RunnerEvent::TerminalReady(_))
+        })
+        .await;
+        // Eight messages of 16 KiB: far fewer than the 256 writes the queue
+        // takes, but twice the byte budget.
+        let chunk = "x".repeat(16 * 1024);
+        for _ in 0..8 {
+            h.type_text("deaf", &chunk).await;
+        }
+        let message = h.error_for("deaf").await;
+        assert!(
+            message.starts_with("Terminal input refused")
+                && message.contains("limit of 65536")
+                && message.contains("PIZZAPI_TERMINAL_INPUT_MAX_BYTES"),
+            "{message}"
+        );
+        let terminal = h.manager.get("deaf").expect("still open");
+        let queued = terminal.input_queued.load(Ordering::SeqCst);
+        assert!(queued <= 64 * 1024, "{queued} bytes queued");
         h.manager.shutdown().await;
     }
 

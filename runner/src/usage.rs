@@ -6,6 +6,11 @@
 //! modest interval rather than watched with inotify: one `stat` every two
 //! seconds costs nothing, works on every file system, and sees the common
 //! "write a temporary file and rename it" update as well as in-place writes.
+//!
+//! Every worker is told the file's path, so its content is not trusted: it
+//! is read with [`read_small_file`] (a regular file, at most
+//! [`UsageSource::with_max_bytes`] bytes, opened without waiting), and
+//! anything else is reported as no usage.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -14,17 +19,32 @@ use runner_protocol::{UsageCache, UsageData};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::Outbox;
+use crate::small_file::read_small_file;
+
+/// The largest usage cache read unless [`UsageSource::with_max_bytes`] says
+/// otherwise.
+pub const USAGE_CACHE_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Reads the usage cache file.
 #[derive(Debug, Clone)]
 pub struct UsageSource {
     path: PathBuf,
+    max_bytes: u64,
 }
 
 impl UsageSource {
     /// A source reading `path`.
     pub fn new(path: PathBuf) -> Self {
-        UsageSource { path }
+        UsageSource {
+            path,
+            max_bytes: USAGE_CACHE_MAX_BYTES,
+        }
+    }
+
+    /// Reads at most `max` bytes; a larger file counts as no usage.
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max;
+        self
     }
 
     /// The cache file.
@@ -32,10 +52,16 @@ impl UsageSource {
         &self.path
     }
 
-    /// The cache's content. A missing, unreadable or malformed file gives
-    /// empty providers, with a log line saying which it was.
+    /// The cache's content. A missing, unreadable, oversized, special
+    /// (FIFO, device) or malformed file gives empty providers, with a log
+    /// line saying which it was.
     pub async fn read(&self) -> UsageCache {
-        match tokio::fs::read(&self.path).await {
+        let path = self.path.clone();
+        let max = self.max_bytes;
+        let read = tokio::task::spawn_blocking(move || read_small_file(&path, max))
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string()).into()));
+        match read {
             Ok(bytes) => match serde_json::from_slice::<UsageCache>(&bytes) {
                 Ok(cache) => cache,
                 Err(err) => {
@@ -43,7 +69,7 @@ impl UsageSource {
                     UsageCache::default()
                 }
             },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(err) if err.is_not_found() => {
                 tracing::info!(path = %self.path.display(), "no usage cache; reporting no usage");
                 UsageCache::default()
             }
@@ -142,6 +168,31 @@ mod tests {
             RunnerEvent::from(reply).payload(),
             json!({"requestId": "r1", "data": {"providers": {}}})
         );
+    }
+
+    #[tokio::test]
+    async fn special_and_oversized_caches_give_empty_providers_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.json");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let zero = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let big = dir.path().join("big.json");
+        std::fs::write(
+            &big,
+            format!("{{\"providers\": {{}}, \"pad\": \"{}\"}}", "x".repeat(2000)),
+        )
+        .unwrap();
+        for source in [
+            UsageSource::new(fifo),
+            UsageSource::new(zero),
+            UsageSource::new(big).with_max_bytes(1000),
+        ] {
+            let read = tokio::time::timeout(WAIT, source.read())
+                .await
+                .unwrap_or_else(|_| panic!("reading {} blocked", source.path().display()));
+            assert_eq!(read, UsageCache::default(), "{}", source.path().display());
+        }
     }
 
     #[tokio::test]

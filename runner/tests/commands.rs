@@ -257,6 +257,7 @@ async fn a_panicking_or_stuck_handler_never_takes_the_connection_down() {
         dispatcher: Arc::new(Dispatcher::new(Arc::new(Troublesome), outbox.clone())),
         outbox,
         control: ShutdownHandle::new(),
+        backlog_max_bytes: pizzapi_runner::connection::BACKLOG_MAX_BYTES,
     };
     let close = CancellationToken::new();
     let task = tokio::spawn(connection.run(outbox_rx, close.clone()));

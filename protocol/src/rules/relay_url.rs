@@ -34,7 +34,10 @@ pub enum RelayUrlError {
 /// assert!(normalize_relay_url("ftp://relay.example").is_err());
 /// ```
 pub fn normalize_relay_url(url: &str) -> Result<String, RelayUrlError> {
-    let url = url.trim();
+    let trimmed = url.trim();
+    // Errors quote the URL: never with its password.
+    let shown = redact_userinfo(trimmed);
+    let url = trimmed;
     if url.is_empty() {
         return Err(RelayUrlError::Empty);
     }
@@ -42,10 +45,10 @@ pub fn normalize_relay_url(url: &str) -> Result<String, RelayUrlError> {
         .chars()
         .any(|c| c.is_whitespace() || c == '?' || c == '#')
     {
-        return Err(RelayUrlError::Malformed(url.to_owned()));
+        return Err(RelayUrlError::Malformed(shown.into_owned()));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(RelayUrlError::MissingScheme(url.to_owned()));
+        return Err(RelayUrlError::MissingScheme(shown.into_owned()));
     };
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "ws" | "http" => "http",
@@ -59,9 +62,29 @@ pub fn normalize_relay_url(url: &str) -> Result<String, RelayUrlError> {
     let rest = rest.trim_end_matches('/');
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
-        return Err(RelayUrlError::MissingHost(url.to_owned()));
+        return Err(RelayUrlError::MissingHost(shown.into_owned()));
     }
     Ok(format!("{scheme}://{rest}"))
+}
+
+/// A URL fit for a log or an error message: the user information of its
+/// authority (`user:password@`) becomes `***@`. Anything that is not a
+/// `scheme://authority` URL is returned unchanged.
+///
+/// ```
+/// use runner_protocol::rules::redact_userinfo;
+/// assert_eq!(redact_userinfo("https://me:pw@relay.example/x"), "https://***@relay.example/x");
+/// assert_eq!(redact_userinfo("http://127.0.0.1:7492"), "http://127.0.0.1:7492");
+/// ```
+pub fn redact_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]).into(),
+        None => url.into(),
+    }
 }
 
 /// The URL of the `/runner` namespace on a relay: the normalized relay URL
@@ -141,6 +164,24 @@ mod tests {
             namespace_url("ws://127.0.0.1:9/").unwrap(),
             "http://127.0.0.1:9/runner"
         );
+    }
+
+    #[test]
+    fn userinfo_never_shows() {
+        for (url, shown) in [
+            (
+                "https://me:pw@relay.example/x",
+                "https://***@relay.example/x",
+            ),
+            ("ws://token@127.0.0.1:9", "ws://***@127.0.0.1:9"),
+            ("http://a:b@c@host/p@q", "http://***@host/p@q"),
+            ("http://host/p@q", "http://host/p@q"),
+            ("no scheme@x", "no scheme@x"),
+        ] {
+            assert_eq!(redact_userinfo(url), shown, "{url}");
+        }
+        let err = normalize_relay_url("http://me:secret@a b").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 
     #[test]
