@@ -26,6 +26,9 @@
 //! | `POST /api/faults/refuse` `{count, message?}` | refuse the next handshakes |
 //! | `POST /api/faults/delay` `{ms}`, `/api/faults/drop` `{count}` | delay or drop events to runners |
 //! | `POST /api/faults/restart` `{downMs, keepState?}` | stop listening, wait, listen again (answers 202 first) |
+//! | `GET /api/events?since=N`, `GET /api/protocol` | the inspector page's live feed and protocol description |
+//!
+//! The inspector page itself is served at `/`.
 
 use std::time::Duration;
 
@@ -63,7 +66,10 @@ pub struct AppState {
 /// the REST control API.
 pub fn app(state: AppState) -> Router {
     let layer = state.relay.shared.layer.clone();
-    Router::new().nest("/api", api_routes(state)).layer(layer)
+    Router::new()
+        .merge(crate::inspector::page_routes().with_state(state.clone()))
+        .nest("/api", api_routes(state))
+        .layer(layer)
 }
 
 fn api_routes(state: AppState) -> Router {
@@ -71,6 +77,7 @@ fn api_routes(state: AppState) -> Router {
         .merge(runner_routes())
         .merge(transcript_routes())
         .merge(fault_routes())
+        .merge(crate::inspector::api_routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .with_state(state)

@@ -11,7 +11,10 @@
 //!   outgoing events, send arbitrary (malformed) payloads, restart the
 //!   listener on the same port;
 //! * a **REST control API** on the same port ([`api`]), used by the
-//!   `mock-relay` binary and by anything that is not Rust.
+//!   `mock-relay` binary and by anything that is not Rust;
+//! * an **inspector page** at `/` on the same port: runners and traffic
+//!   live, send any event, terminals, faults, and a recorded stretch of
+//!   traffic exported as a scenario.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mock_relay::RelayError> {
@@ -44,6 +47,7 @@ pub mod api;
 mod conn;
 mod correlate;
 mod error;
+mod inspector;
 mod namespace;
 mod recorder;
 mod registry;

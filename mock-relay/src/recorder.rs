@@ -189,15 +189,7 @@ impl Recorder {
         let mut out = Vec::new();
         let first_kept = inner.records.front().map_or(inner.next_seq, |r| r.seq);
         if inner.dropped > 0 && since < first_kept {
-            out.push(Record {
-                seq: 0,
-                at_us: 0,
-                direction: RecordDirection::Connection,
-                runner_id: None,
-                socket_id: None,
-                event: RECORDS_DROPPED.to_owned(),
-                payload: json!({ "dropped": inner.dropped, "firstKeptSeq": first_kept }),
-            });
+            out.push(dropped_marker(inner.dropped, first_kept));
         }
         let start = inner.records.partition_point(|r| r.seq < since);
         out.extend(
@@ -209,6 +201,25 @@ impl Recorder {
                 .cloned(),
         );
         out
+    }
+
+    /// Up to `limit` records with `seq >= since`, oldest first (with the
+    /// `records_dropped` marker first, as [`snapshot`](Self::snapshot)).
+    pub(crate) fn page(&self, since: u64, limit: usize) -> Vec<Record> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        let first_kept = inner.records.front().map_or(inner.next_seq, |r| r.seq);
+        if inner.dropped > 0 && since < first_kept {
+            out.push(dropped_marker(inner.dropped, first_kept));
+        }
+        let start = inner.records.partition_point(|r| r.seq < since);
+        out.extend(inner.records.iter().skip(start).take(limit).cloned());
+        out
+    }
+
+    /// Changes whenever a record is pushed (to the last sequence number).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
     }
 
     /// Forgets every record kept in memory (sequence numbers continue).
@@ -253,6 +264,40 @@ impl Recorder {
                 }
             }
         }
+    }
+}
+
+/// The record that stands for `dropped` evicted records.
+fn dropped_marker(dropped: u64, first_kept: u64) -> Record {
+    Record {
+        seq: 0,
+        at_us: 0,
+        direction: RecordDirection::Connection,
+        runner_id: None,
+        socket_id: None,
+        event: RECORDS_DROPPED.to_owned(),
+        payload: json!({ "dropped": dropped, "firstKeptSeq": first_kept }),
+    }
+}
+
+/// Keys whose values are secrets wherever they appear in a payload.
+const SECRET_KEYS: &[&str] = &["runnerSecret", "apiKey"];
+
+/// Replaces every secret in `value` (at any depth) by `***`: what the log
+/// and the inspector show instead.
+pub(crate) fn mask_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if SECRET_KEYS.contains(&key.as_str()) && !v.is_null() {
+                    *v = Value::String("***".to_owned());
+                } else {
+                    mask_secrets(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
     }
 }
 
@@ -304,14 +349,9 @@ fn log_line(record: &Record) -> String {
         return format!("{arrow} {} {text}", record.event);
     }
     // The log is for eyes and terminals: never print a runner's secret.
-    let mut payload = match record.payload.get("runnerSecret") {
-        Some(_) => {
-            let mut masked = record.payload.clone();
-            masked["runnerSecret"] = Value::String("***".to_owned());
-            masked.to_string()
-        }
-        None => record.payload.to_string(),
-    };
+    let mut masked = record.payload.clone();
+    mask_secrets(&mut masked);
+    let mut payload = masked.to_string();
     if payload.len() > LOG_PAYLOAD_CHARS {
         let mut cut = LOG_PAYLOAD_CHARS;
         while !payload.is_char_boundary(cut) {
