@@ -28,6 +28,21 @@ pub fn worker_binary() -> PathBuf {
         .clone()
 }
 
+/// The `mock-relay` binary.
+pub fn mock_relay_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_binary("mock-relay", "mock-relay"))
+        .clone()
+}
+
+/// The `runner-conformance` binary (it runs the runner and worker that sit
+/// beside it, so build those first).
+pub fn conformance_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_binary("conformance", "runner-conformance"))
+        .clone()
+}
+
 /// The path of `bin` of `package` for this test build, built when missing.
 ///
 /// Test executables live in `target/<profile>/deps/`; binaries sit in

@@ -155,12 +155,17 @@ export function initTerminal(store) {
       openButton.disabled = false;
     }
   });
+  // A terminal outlives its runner's reconnection: say so, and carry on.
+  let openStatus = "";
   store.on("runners", () => {
     const runner = term && store.runners.find((r) => r.runnerId === term.runnerId);
-    if (term && runner && !runner.connected && !closeButton.disabled) {
-      setStatus("the runner disconnected", "exited");
-      closeButton.disabled = true;
-      openButton.disabled = false;
+    if (term && runner && !closeButton.disabled) {
+      if (!runner.connected && status.dataset.state === "open") {
+        openStatus = status.textContent;
+        setStatus("the runner is disconnected; its terminal resumes when it reconnects", "waiting");
+      } else if (runner.connected && status.dataset.state === "waiting") {
+        setStatus(openStatus, "open");
+      }
     }
     if (!term) openButton.disabled = !store.selected;
   });

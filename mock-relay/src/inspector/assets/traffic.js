@@ -1,7 +1,7 @@
 // The traffic panel: the transcript, live, filtered, with each request
 // linked to its reply and the whole payload on demand.
 
-import { $, el, maskSecrets, oneLine, relayTime, shortId } from "./util.js";
+import { $, base64ToBytes, el, maskSecrets, oneLine, relayTime, shortId } from "./util.js";
 
 /// Rows kept in the table; older ones leave it (the store keeps more).
 const MAX_ROWS = 2_000;
@@ -18,6 +18,19 @@ function matches(filter, record) {
     if (!haystack.includes(filter.text)) return false;
   }
   return true;
+}
+
+const TERMINAL_BYTES = new Set(["terminal_data", "terminal_input"]);
+const decoder = new TextDecoder();
+
+/// The one-line payload; terminal bytes are shown decoded as well.
+function summary(record) {
+  const p = record.payload;
+  if (TERMINAL_BYTES.has(record.event) && p && typeof p.data === "string") {
+    const bytes = base64ToBytes(p.data);
+    if (bytes) return `${shortId(p.terminalId)} ${oneLine(decoder.decode(bytes), 120)}`;
+  }
+  return oneLine(maskSecrets(p));
 }
 
 function linkText(record) {
@@ -64,7 +77,7 @@ export function initTraffic(store) {
       el("td", { class: "dir", title: record.direction }, ARROWS[record.direction] || "?"),
       el("td", { class: "mono", title: record.runnerId || "" }, shortId(record.runnerId)),
       el("td", { class: "event" }, record.event),
-      el("td", { class: "payload mono" }, oneLine(maskSecrets(record.payload))),
+      el("td", { class: "payload mono" }, summary(record)),
       el("td", { class: "link", dataset: { linkFor: String(record.seq) } }, linkText(record)),
     );
     return tr;
