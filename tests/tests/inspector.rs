@@ -196,7 +196,10 @@ async fn the_inspector_page_drives_a_runner_and_records_a_passing_scenario() {
         "terminal answered 42",
         "kick: disconnect and re-registration seen",
     ] {
-        assert!(steps.contains(&wanted), "step {wanted:?} missing: {steps:?}");
+        assert!(
+            steps.contains(&wanted),
+            "step {wanted:?} missing: {steps:?}"
+        );
     }
     for step in report["steps"].as_array().unwrap() {
         if let Some(shot) = step["screenshot"].as_str() {
@@ -222,11 +225,20 @@ async fn the_inspector_page_drives_a_runner_and_records_a_passing_scenario() {
     ] {
         assert!(scenario.contains(wanted), "no {wanted} in:\n{scenario}");
     }
-    assert!(!scenario.contains(&*root.to_string_lossy()), "a literal root path in:\n{scenario}");
-    assert!(!scenario.contains(&secret), "the runner's secret in the scenario");
+    assert!(
+        !scenario.contains(&*root.to_string_lossy()),
+        "a literal root path in:\n{scenario}"
+    );
+    assert!(
+        !scenario.contains(&secret),
+        "the runner's secret in the scenario"
+    );
     let ndjson = std::fs::read_to_string(report["ndjson"].as_str().expect("ndjson path"))
         .expect("exported transcript");
-    assert!(!ndjson.contains(&secret), "the runner's secret in the transcript");
+    assert!(
+        !ndjson.contains(&secret),
+        "the runner's secret in the transcript"
+    );
     let events: Vec<String> = ndjson
         .lines()
         .map(|l| {

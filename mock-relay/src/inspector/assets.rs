@@ -80,7 +80,10 @@ mod tests {
                     continue;
                 }
                 imports += 1;
-                assert!(served.contains(&name.as_str()), "{name} is imported but not served");
+                assert!(
+                    served.contains(&name.as_str()),
+                    "{name} is imported but not served"
+                );
             }
         }
         assert!(imports > 5, "found only {imports} imports");

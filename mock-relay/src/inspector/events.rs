@@ -100,7 +100,10 @@ async fn next_page(cursor: &mut Cursor) -> Option<Vec<Event>> {
 /// Whether a record may have changed what the registry shows.
 fn changes_registry(direction: &RecordDirection, event: &str) -> bool {
     *direction == RecordDirection::Connection
-        || !matches!(event, "terminal_data" | "terminal_input" | "runner_session_event")
+        || !matches!(
+            event,
+            "terminal_data" | "terminal_input" | "runner_session_event"
+        )
 }
 
 fn runners_event(relay: &RelayHandle) -> Event {
