@@ -80,9 +80,14 @@ async function main() {
     const page = context.pages()[0] || (await context.newPage());
     page.setDefaultTimeout(WAIT);
     const problems = [];
+    // While the relay is down on purpose, the browser logs the refused
+    // connections of the page's reconnection attempts: expected then.
+    let outage = false;
     page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
     page.on("console", (msg) => {
-      if (msg.type() === "error") problems.push(`console error: ${msg.text()}`);
+      if (msg.type() !== "error") return;
+      if (outage && /^Failed to load resource: net::ERR_/.test(msg.text())) return;
+      problems.push(`console error: ${msg.text()}`);
     });
     // Nothing but the relay itself may be asked for anything.
     const origin = new URL(url).origin;
@@ -166,6 +171,27 @@ async function main() {
     // The picture for the README: the wide page after the kick, small.
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.screenshot({ path: path.join(outDir, "readme.jpg"), type: "jpeg", quality: 60, fullPage: true });
+
+    // A relay restart: the countdown, then the feed and the runner come back.
+    await page.fill("#fault-restart-ms", "1500");
+    outage = true;
+    await page.click("#fault-restart");
+    await page.waitForSelector('#fault-status[data-state="down"]');
+    const downShot = await shot(page, "10-relay-down");
+    await page.waitForFunction(() => document.querySelector("#fault-status").textContent === "relay back up", null, {
+      timeout: WAIT,
+    });
+    await page.waitForFunction(
+      () => {
+        const trs = [...document.querySelectorAll('#traffic tbody tr[data-event="relay_up"]')];
+        const up = trs.length && Number(trs[trs.length - 1].dataset.seq);
+        return up && [...document.querySelectorAll('#traffic tbody tr[data-event="register_runner"]')].some((tr) => Number(tr.dataset.seq) > up);
+      },
+      null,
+      { timeout: WAIT },
+    );
+    outage = false;
+    step("relay restarted with a countdown; the runner came back", { screenshot: downShot });
 
     if (foreign.length) throw new Error(`the page asked for other origins: ${foreign.join(", ")}`);
     if (problems.length) throw new Error(problems.join("; "));

@@ -195,6 +195,7 @@ async fn the_inspector_page_drives_a_runner_and_records_a_passing_scenario() {
         "recording exported",
         "terminal answered 42",
         "kick: disconnect and re-registration seen",
+        "relay restarted with a countdown; the runner came back",
     ] {
         assert!(
             steps.contains(&wanted),
