@@ -320,7 +320,7 @@ impl Run {
             })?;
             // A burst stays open until the expects that follow it are done.
             if !is_expect
-                && !matches!(step, Step::Emit { count, .. } if *count > 1)
+                && !matches!(step, Step::Emit { count, burst, .. } if *count > 1 || *burst)
                 && let Some(start) = self.open_burst.take()
             {
                 self.unordered.push(start..self.relay.mark());
@@ -340,11 +340,12 @@ impl Run {
                 payload,
                 raw,
                 count,
+                burst,
             } => {
                 let runner = self.runner_id()?;
                 let payload = fill(&self.vars, payload)?;
                 let mark = self.relay.mark();
-                if *count > 1 && self.open_burst.is_none() {
+                if (*count > 1 || *burst) && self.open_burst.is_none() {
                     self.open_burst = Some(mark);
                 }
                 self.action_mark = mark;
@@ -486,6 +487,13 @@ impl Run {
                     .kick(&runner, error)
                     .await
                     .map_err(|e| format!("kick: {e}"))?;
+            }
+            Step::DropConnection {} => {
+                let runner = self.runner_id()?;
+                self.action_mark = self.relay.mark();
+                self.relay
+                    .drop_connection(&runner)
+                    .map_err(|e| format!("drop_connection: {e}"))?;
             }
             Step::Refuse { count, message } => {
                 self.action_mark = self.relay.mark();
@@ -630,7 +638,7 @@ impl Run {
                     let whole = regex::Regex::new(&format!("^(?:{pattern})$"))
                         .map_err(|e| format!("matches: {e}"))?;
                     match actual {
-                        Some(value) if whole.is_match(&value) => {}
+                        Some(value) if whole.is_match(value) => {}
                         Some(value) => {
                             return Err(format!(
                                 "{{{name}}}: {value:?} does not match /{pattern}/"

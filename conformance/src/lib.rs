@@ -18,13 +18,14 @@
 //! * [`normalize`] — transcript → text: numbered id placeholders, secrets,
 //!   clocks and sandbox paths replaced, canonical order for bursts;
 //! * [`report`] — the table of a run, grouped by level, and its per-level
-//!   summary;
+//!   summary; [`junit`] — the same run as JUnit XML for CI systems;
 //! * [`driver`] — runs one scenario against a runner process through an
 //!   embedded mock relay.
 
 #![warn(missing_docs)]
 
 pub mod driver;
+pub mod junit;
 pub mod level;
 pub mod normalize;
 pub mod report;

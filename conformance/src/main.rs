@@ -50,8 +50,8 @@ struct Args {
     /// Run only these levels, comma-separated, e.g. `contract,extension`.
     /// Default: every level against this workspace's runner; every level
     /// but pizzapi-runner with --runner-cmd.
-    #[arg(long, value_name = "LEVELS", value_parser = Level::parse_list)]
-    level: Option<Vec<Level>>,
+    #[arg(long, value_name = "LEVELS", value_parser = Levels::parse)]
+    level: Option<Levels>,
 
     /// List the scenarios and exit.
     #[arg(long)]
@@ -62,7 +62,8 @@ struct Args {
     #[arg(long, value_name = "N")]
     port: Option<u16>,
 
-    /// Write a report: `.md` for a markdown table, `.json` for data.
+    /// Write a report: `.md` for a markdown table, `.json` for data, `.xml`
+    /// for JUnit XML (one test suite per level) that CI systems read.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
 
@@ -78,6 +79,17 @@ struct Args {
     /// `fixtures/scenarios`.
     #[arg(long, value_name = "DIR")]
     scenarios: Option<PathBuf>,
+}
+
+/// The `--level` list. A newtype, because clap reads an `Option<Vec<_>>`
+/// field as a repeated option rather than one value parsed into a list.
+#[derive(Debug, Clone)]
+struct Levels(Vec<Level>);
+
+impl Levels {
+    fn parse(text: &str) -> Result<Levels, conformance::level::UnknownLevel> {
+        Level::parse_list(text).map(Levels)
+    }
 }
 
 fn main() -> ExitCode {
@@ -107,6 +119,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let levels = args
         .level
         .clone()
+        .map(|l| l.0)
         .unwrap_or_else(|| Level::defaults(args.runner_cmd.is_some()));
     scenarios.retain(|(_, s)| levels.contains(&s.level));
     if scenarios.is_empty() {
@@ -236,7 +249,24 @@ fn write_report(path: &Path, outcomes: &[Outcome], table: &str) -> anyhow::Resul
     let text = match path.extension().and_then(|e| e.to_str()) {
         Some("md") => table.to_owned(),
         Some("json") => serde_json::to_string_pretty(&report::json(outcomes))? + "\n",
-        _ => bail!("--report {}: use a .md or .json file", path.display()),
+        Some("xml") => conformance::junit::junit(outcomes)?,
+        _ => bail!("--report {}: use a .md, .json or .xml file", path.display()),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_takes_one_comma_separated_list() {
+        let args = Args::try_parse_from(["runner-conformance", "--level", "extension,contract"])
+            .expect("--level parses");
+        assert_eq!(
+            args.level.map(|l| l.0),
+            Some(vec![Level::Contract, Level::Extension])
+        );
+        assert!(Args::try_parse_from(["runner-conformance", "--level", "strict"]).is_err());
+    }
 }

@@ -181,6 +181,11 @@ pub enum Step {
         /// `-N` appended so every copy is its own request).
         #[serde(default = "one")]
         count: u32,
+        /// Part of a burst with the emits next to it: what they send and
+        /// what comes back may interleave in any order, so the transcript
+        /// puts that stretch in a canonical order (as for `count > 1`).
+        #[serde(default)]
+        burst: bool,
     },
     /// Wait for an event from the runner (or a connection event) whose
     /// payload contains `match` (a JSON subset).
@@ -241,11 +246,17 @@ pub enum Step {
         #[serde(default = "yes")]
         wait_registered: bool,
     },
-    /// Disconnect the runner from the relay, optionally after an `error`.
+    /// Drop the runner on purpose, as the real relay does (socket.io's
+    /// `disconnect(true)`): the `error` first when given, then the namespace
+    /// DISCONNECT, then the transport closes. A stock client does not
+    /// reconnect by itself after it; the runner decides.
     Kick {
         /// The `error` message sent first.
         error: Option<String>,
     },
+    /// Close the runner's transport without a DISCONNECT, as a network
+    /// failure would; a stock client reconnects by itself.
+    DropConnection {},
     /// Refuse the next handshakes.
     Refuse {
         /// How many.
@@ -580,6 +591,7 @@ impl Scenario {
                     payload,
                     raw,
                     count,
+                    ..
                 } => {
                     if *count == 0 {
                         return Err((at("count"), "must be at least 1".to_owned()));
@@ -783,6 +795,7 @@ code = 0
                 payload: json!({"sessionId": "s1", "cwd": "{root}/src"}),
                 raw: false,
                 count: 1,
+                burst: false,
             }
         );
         assert!(

@@ -164,6 +164,7 @@ fn emit(event: &str, payload: Value) -> Step {
         payload,
         raw: false,
         count: 1,
+        burst: false,
     }
 }
 
@@ -572,6 +573,7 @@ fn malformed_payloads_never_break_the_runner() {
                 payload,
                 raw: true,
                 count: 1,
+                burst: false,
             });
             steps.extend(reply_step);
         }

@@ -22,7 +22,8 @@
 //! | `GET /api/runners/{id}/terminals/{terminalId}/output` | the output kept so far, and the exit code once known |
 //! | `POST /api/runners/{id}/emit` `{event, payload}` | any event, unchecked |
 //! | `GET /api/transcript?since=N&runnerId=…` (NDJSON), `DELETE /api/transcript` | the recording |
-//! | `POST /api/faults/kick` `{runnerId, error?}` | drop a runner's connection |
+//! | `POST /api/faults/kick` `{runnerId, error?}` | drop a runner on purpose: `error {message}` if given, the namespace DISCONNECT, then the transport closes (socket.io's `disconnect(true)`; a client sees `io server disconnect` and does not reconnect by itself) |
+//! | `POST /api/faults/drop-connection` `{runnerId}` | a network failure: the transport closes without DISCONNECT (a client sees `transport close` and reconnects) |
 //! | `POST /api/faults/refuse` `{count, message?}` | refuse the next handshakes |
 //! | `POST /api/faults/delay` `{ms}`, `/api/faults/drop` `{count}` | delay or drop events to runners |
 //! | `POST /api/faults/restart` `{downMs, keepState?}` | stop listening, wait, listen again (answers 202 first) |
@@ -118,6 +119,7 @@ fn transcript_routes() -> Router<AppState> {
 fn fault_routes() -> Router<AppState> {
     Router::new()
         .route("/faults/kick", post(fault_kick))
+        .route("/faults/drop-connection", post(fault_drop_connection))
         .route("/faults/refuse", post(fault_refuse))
         .route("/faults/delay", post(fault_delay))
         .route("/faults/drop", post(fault_drop))
@@ -703,6 +705,12 @@ struct KickBody {
 async fn fault_kick(State(state): State<AppState>, body: Bytes) -> ApiResult {
     let body: KickBody = parse(&body)?;
     state.relay.kick(&body.runner_id, body.error).await?;
+    ok(json!({ "ok": true, "runnerId": body.runner_id }))
+}
+
+async fn fault_drop_connection(State(state): State<AppState>, body: Bytes) -> ApiResult {
+    let body: RunnerBody = parse(&body)?;
+    state.relay.drop_connection(&body.runner_id)?;
     ok(json!({ "ok": true, "runnerId": body.runner_id }))
 }
 

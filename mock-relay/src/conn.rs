@@ -1,15 +1,17 @@
 //! TCP connections the relay can close one by one.
 //!
-//! socketioxide's `socket.disconnect()` only leaves the namespace: the
-//! Engine.IO transport stays open, so a rust_socketio runner never notices
-//! and a JavaScript runner does not reconnect. To drop a runner the way a
-//! network failure or a dying relay would, every accepted TCP stream is
-//! wrapped in a [`KillableIo`] and tagged with a cancellation token
-//! ([`ConnTag`], reachable from the upgrade request's extensions through
-//! axum's `ConnectInfo`). Cancelling the token fails the next read; the
-//! WebSocket reader stops, Engine.IO closes the session, its writer flushes
-//! what was queued (an `error` event sent just before still arrives) and
-//! closes the stream, and the client sees the transport close.
+//! socketioxide's `socket.disconnect()` only sends the namespace DISCONNECT
+//! packet and leaves the namespace: the Engine.IO transport stays open, and
+//! socketioxide has no call that closes one socket's transport. To close it
+//! (after a DISCONNECT, as socket.io's `disconnect(true)` does, or alone, as
+//! a network failure would), every accepted TCP stream is wrapped in a
+//! [`KillableIo`] and tagged with a cancellation token ([`ConnTag`],
+//! reachable from the upgrade request's extensions through axum's
+//! `ConnectInfo`). Cancelling the token fails the next read; the WebSocket
+//! reader stops, Engine.IO closes the session, its writer flushes what was
+//! queued (an `error` event and a DISCONNECT packet sent just before still
+//! arrive, in order) and closes the stream, and the client sees the
+//! transport close.
 
 use std::future::Future;
 use std::io;

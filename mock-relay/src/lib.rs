@@ -7,9 +7,12 @@
 //!
 //! * a **recorder** that keeps every event both ways and every connection
 //!   event, numbered and timestamped ([`Record`]);
-//! * **faults** on command: kick a runner, refuse handshakes, delay or drop
-//!   outgoing events, send arbitrary (malformed) payloads, restart the
-//!   listener on the same port;
+//! * **faults** on command: kick a runner (the real relay's
+//!   `disconnect(true)`: a client sees `io server disconnect` and does not
+//!   reconnect by itself), drop its connection (a network failure: the
+//!   client sees `transport close` and reconnects), refuse handshakes, delay
+//!   or drop outgoing events, send arbitrary (malformed) payloads, restart
+//!   the listener on the same port;
 //! * a **REST control API** on the same port ([`api`]), used by the
 //!   `mock-relay` binary and by anything that is not Rust;
 //! * an **inspector page** at `/` on the same port: runners and traffic
@@ -503,9 +506,17 @@ impl Shared {
         self.emit_now(sid, Some(runner_id), event, &payload)
     }
 
-    /// Closes a socket's TCP connection (see `conn`), after making it leave
-    /// the namespace when `leave` is set.
-    pub(crate) fn close_socket(&self, sid: Sid, leave: bool) {
+    /// Closes a socket's TCP connection (see `conn`); with
+    /// [`Close::Disconnect`], after queueing the namespace DISCONNECT packet.
+    ///
+    /// socketioxide's `disconnect()` only queues that packet and leaves the
+    /// namespace; it has no call that closes one socket's Engine.IO
+    /// connection. Failing the connection's reads does: Engine.IO closes the
+    /// session, and its WebSocket writer sends every packet already queued
+    /// (it prefers queued packets over the close signal) before the close
+    /// frame. So the client gets `error`, DISCONNECT, then the end of the
+    /// transport, in that order, as from socket.io's `disconnect(true)`.
+    pub(crate) fn close_socket(&self, sid: Sid, how: Close) {
         let Some(socket) = self.socket(sid) else {
             return;
         };
@@ -514,13 +525,24 @@ impl Shared {
             .extensions
             .get::<ConnectInfo<ConnTag>>()
             .map(|c| c.0.clone());
-        if leave || tag.is_none() {
+        if how == Close::Disconnect || tag.is_none() {
             let _ = socket.disconnect();
         }
         if let Some(tag) = tag {
             tag.kill.cancel();
         }
     }
+}
+
+/// How [`Shared::close_socket`] ends a runner's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// The namespace DISCONNECT packet, then the transport (socket.io's
+    /// `disconnect(true)`): a client sees `io server disconnect`.
+    Disconnect,
+    /// The transport only (a network failure): a client sees
+    /// `transport close` and reconnects.
+    TransportOnly,
 }
 
 /// The supervisor task: it owns the listener and ends on shutdown.
@@ -721,9 +743,13 @@ impl RelayHandle {
         self.shared.recorder.clear();
     }
 
-    /// Drops a runner's connection the way a network failure would (the
-    /// transport closes; the runner's client reconnects by itself), after
-    /// sending `error {message}` when `error` is given.
+    /// Drops a runner on purpose, as the real relay does (socket.io's
+    /// `socket.disconnect(true)`): sends `error {message}` first when
+    /// `error` is given, then the namespace DISCONNECT packet, then closes
+    /// the transport. A stock socket.io-client reports `io server
+    /// disconnect` and does **not** reconnect by itself; the runner must
+    /// decide (reconnect after a plain kick, exit after a refusal).
+    /// Recorded as `fault_kick {error}`.
     pub async fn kick(&self, runner_id: &str, error: Option<String>) -> Result<(), RelayError> {
         let sid = self.shared.lock_registry().current_socket(runner_id)?;
         self.shared.recorder.push(
@@ -741,7 +767,24 @@ impl RelayHandle {
                 &json!({ "message": message }),
             )?;
         }
-        self.shared.close_socket(sid, false);
+        self.shared.close_socket(sid, Close::Disconnect);
+        Ok(())
+    }
+
+    /// Drops a runner's connection the way a network failure would: the
+    /// transport closes without a DISCONNECT packet, so a stock
+    /// socket.io-client reports `transport close` and reconnects by itself.
+    /// Recorded as `fault_drop_connection`.
+    pub fn drop_connection(&self, runner_id: &str) -> Result<(), RelayError> {
+        let sid = self.shared.lock_registry().current_socket(runner_id)?;
+        self.shared.recorder.push(
+            RecordDirection::Connection,
+            Some(runner_id),
+            Some(&sid.to_string()),
+            "fault_drop_connection",
+            json!({}),
+        );
+        self.shared.close_socket(sid, Close::TransportOnly);
         Ok(())
     }
 

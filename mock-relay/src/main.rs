@@ -19,7 +19,8 @@ const EXIT_CONFIG: u8 = 64;
 /// It speaks the /runner Socket.IO protocol like the real relay (API-key
 /// check, runnerId/runnerSecret binding, request/reply correlation), logs
 /// every event both ways, and has a REST control API on the same port to
-/// drive the runner and to misbehave on purpose (kick it, refuse
+/// drive the runner and to misbehave on purpose (kick it as the real relay
+/// does, drop its connection as a network failure would, refuse
 /// handshakes, delay or drop events, restart the listener).
 ///
 /// Start it, open the inspector page it prints (http://127.0.0.1:7492/),

@@ -22,9 +22,9 @@ use socketioxide::handler::{
 };
 use socketioxide::socket::{DisconnectReason, Sid, Socket};
 
-use crate::Shared;
 use crate::recorder::RecordDirection;
 use crate::registry::{Registration, SocketMeta};
+use crate::{Close, Shared};
 
 /// Installs the namespace on the relay's `SocketIo`.
 pub(crate) fn attach(shared: &Arc<Shared>) {
@@ -418,8 +418,9 @@ impl Shared {
     }
 
     /// A reply from inside a handler: sent at once, or from a task when a
-    /// delay fault is set. With `close`, the socket leaves the namespace
-    /// and its transport is closed right after (the secret-mismatch path).
+    /// delay fault is set. With `close`, the namespace DISCONNECT packet
+    /// follows and then the transport closes, as after socket.io's
+    /// `disconnect(true)` (the secret-mismatch path).
     fn reply(
         self: &Arc<Self>,
         sid: Sid,
@@ -438,7 +439,7 @@ impl Shared {
                     tracing::warn!(%err, "reply not sent");
                 }
                 if close {
-                    shared.close_socket(sid, true);
+                    shared.close_socket(sid, Close::Disconnect);
                 }
             }
         };

@@ -10,19 +10,16 @@ use runner_protocol::{ListSessions, Ping};
 use serde_json::json;
 
 #[tokio::test]
-async fn a_kick_closes_the_transport_and_the_runner_reconnects() {
+async fn a_kick_is_a_server_disconnect_and_the_client_stays_away() {
     let relay = relay().await;
     let mut runner = registered_runner(&relay, "r1", json!({})).await;
-    let first = relay.runner("r1").unwrap().socket_id;
 
     let mark = relay.mark();
     relay.kick("r1", None).await.expect("kick");
     let gone = runner.of_type("disconnect").await;
-    // A closed transport, not a namespace disconnect: the client reconnects.
-    assert!(
-        gone["reason"] == "transport close" || gone["reason"] == "transport error",
-        "{gone}"
-    );
+    // The namespace DISCONNECT, as socket.io's `disconnect(true)` sends it:
+    // a stock client does not reconnect by itself.
+    assert_eq!(gone["reason"], "io server disconnect");
     record_of(
         &relay,
         mark,
@@ -39,11 +36,59 @@ async fn a_kick_closes_the_transport_and_the_runner_reconnects() {
         "disconnect",
     )
     .await;
+    // Five times the client's longest reconnection delay.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    runner.drain();
+    let after = &runner.seen()[runner.seen().iter().position(|l| *l == gone).unwrap() + 1..];
+    assert!(after.is_empty(), "the kicked client came back: {after:#?}");
+    assert!(!relay.runner("r1").unwrap().connected);
+
+    // It comes back when it decides to.
+    let info = relay.runner("r1").unwrap();
+    runner.command(json!({ "op": "connect" })).await;
+    runner.event("runner_registered").await;
+    assert_ne!(relay.runner("r1").unwrap().socket_id, info.socket_id);
+    runner.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_a_transport_close_and_the_runner_reconnects() {
+    let relay = relay().await;
+    let mut runner = registered_runner(&relay, "r1", json!({})).await;
+    let first = relay.runner("r1").unwrap().socket_id;
+
+    let mark = relay.mark();
+    relay.drop_connection("r1").expect("drop");
+    let gone = runner.of_type("disconnect").await;
+    // No DISCONNECT packet, only the end of the transport: the client
+    // reconnects by itself.
+    assert_eq!(gone["reason"], "transport close");
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "r1",
+        "fault_drop_connection",
+    )
+    .await;
+    record_of(
+        &relay,
+        mark,
+        RecordDirection::Connection,
+        "r1",
+        "disconnect",
+    )
+    .await;
+    runner.of_type("reconnect").await;
     runner.of_type("connect").await;
     runner.event("runner_registered").await;
     let again = relay.runner("r1").unwrap();
     assert!(again.connected);
     assert_ne!(again.socket_id, first);
+    assert_eq!(
+        relay.drop_connection("ghost").unwrap_err(),
+        RelayError::UnknownRunner("ghost".into())
+    );
     runner.stop().await;
 }
 
@@ -62,7 +107,10 @@ async fn a_kick_with_an_error_delivers_the_error_first() {
         .await;
     assert_eq!(error["args"], json!([{ "message": "go away" }]));
     // The disconnect comes after the error.
-    runner.of_type("disconnect").await;
+    assert_eq!(
+        runner.of_type("disconnect").await["reason"],
+        "io server disconnect"
+    );
     assert_eq!(
         relay.kick("ghost", None).await.unwrap_err(),
         RelayError::UnknownRunner("ghost".into())

@@ -508,16 +508,39 @@ async fn faults_over_rest_are_seen_by_the_client() {
         runner.event("error").await,
         vec![json!({ "message": "bye" })]
     );
-    runner.of_type("disconnect").await;
+    assert_eq!(
+        runner.of_type("disconnect").await["reason"],
+        "io server disconnect"
+    );
+    // A kicked client does not come back by itself; this one is told to.
+    runner.command(json!({ "op": "connect" })).await;
     runner.event("runner_registered").await;
+    for route in ["/api/faults/kick", "/api/faults/drop-connection"] {
+        let (status, _) = call(&relay, "POST", route, Some(json!({ "runnerId": "ghost" }))).await;
+        assert_eq!(status, 404, "{route}");
+    }
+    let (status, err) = call(
+        &relay,
+        "POST",
+        "/api/faults/drop-connection",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+
     let (status, _) = call(
         &relay,
         "POST",
-        "/api/faults/kick",
-        Some(json!({ "runnerId": "ghost" })),
+        "/api/faults/drop-connection",
+        Some(json!({ "runnerId": "r1" })),
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 200);
+    assert_eq!(
+        runner.of_type("disconnect").await["reason"],
+        "transport close"
+    );
+    runner.event("runner_registered").await;
 
     let (status, _) = call(
         &relay,

@@ -176,7 +176,7 @@ async fn a_rust_runner_answers_correlated_commands() {
 }
 
 #[tokio::test]
-async fn a_kicked_rust_runner_notices_and_reconnects() {
+async fn a_kicked_rust_runner_sees_a_server_side_disconnect() {
     let relay = relay().await;
     let mut runner =
         RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
@@ -191,10 +191,29 @@ async fn a_kicked_rust_runner_notices_and_reconnects() {
         "disconnect",
     )
     .await;
-    // Because the relay closes the transport (not just the namespace),
-    // the client's own reconnection brings the runner back. The relay ends
-    // the WebSocket with a close frame, and rust_socketio reports nothing
-    // of it: neither `close` nor `error`, only the next `open`.
+    // The namespace DISCONNECT reaches rust_socketio as `close` (a
+    // server-side disconnect), not as the `error` of a lost transport. The
+    // transport is closed after it, so the library's reconnection (with
+    // `reconnect_on_disconnect`) brings the runner back.
+    let first = runner
+        .wait("close or error", |(k, _)| k == "close" || k == "error")
+        .await;
+    assert_eq!(first.0, "close", "{first:?}");
+    runner.kind("open").await;
+    runner.kind("runner_registered").await;
+    runner.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_rust_runner_reconnects_without_a_close() {
+    let relay = relay().await;
+    let mut runner =
+        RustRunner::connect(&relay, auth("rust-1", "s"), Some(register("rust-1", "s"))).await;
+    runner.kind("runner_registered").await;
+    relay.drop_connection("rust-1").expect("drop");
+    // The relay ends the WebSocket with a close frame and no DISCONNECT:
+    // rust_socketio reports nothing of it, neither `close` nor `error`,
+    // only the next `open`.
     let mut before_open = Vec::new();
     loop {
         let seen = runner.wait("open", |_| true).await;

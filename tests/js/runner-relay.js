@@ -1,8 +1,18 @@
 // A /runner relay on the reference Socket.IO server (socket.io 4.8, Node),
-// for the runner's interop tests. It behaves like the PizzaPi relay where a
-// runner can tell: API-key check in a connect middleware (`unauthorized`),
-// runnerId/runnerSecret binding (`error` + disconnect on a mismatch),
-// `runner_registered` after `register_runner`.
+// for the runner's interop tests and for the mock relay's differential test.
+// It behaves like the PizzaPi relay where a runner can tell: API-key check in
+// a connect middleware (`unauthorized`), runnerId/runnerSecret binding
+// (`error`, then `disconnect(true)` on a mismatch), `runner_registered` after
+// `register_runner`. What a client sees of each way of dropping it:
+//   kick close:true   disconnect(true): the namespace DISCONNECT packet, then the
+//                     transport closes; socket.io-client reports
+//                     "io server disconnect" and does not reconnect by itself
+//                     (what the PizzaPi relay does to a runner it drops on purpose).
+//   kick close:false  disconnect(false): the DISCONNECT packet only; the
+//                     transport stays open.
+//   drop              the Engine.IO connection closes without a DISCONNECT packet
+//                     (a network failure); the client reports "transport close"
+//                     and reconnects.
 //
 // It talks to the test over stdio, one JSON object per line.
 // Out (stdout): {"type":"listening","port"}, {"type":"refused","message"},
@@ -11,6 +21,8 @@
 // In (stdin): {"cmd":"send","runnerId","event","payload"},
 //   {"cmd":"sendBinary","runnerId","event","text"}  (the payload as a Buffer),
 //   {"cmd":"kick","runnerId","close":bool,"error"?:string}  (close: disconnect(true)),
+//   {"cmd":"drop","runnerId"}, {"cmd":"refuse","count","message"?}  (the next
+//   `count` handshakes fail with `message`, before the key is checked),
 //   {"cmd":"restart","downMs"}, {"cmd":"quit"}.
 //
 // Usage: node runner-relay.js <apiKey>
@@ -26,6 +38,7 @@ const sockets = new Map(); // runnerId -> socket
 let port = 0;
 let io = null;
 let server = null;
+let refusals = { count: 0, message: "" };
 
 function out(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
@@ -36,6 +49,11 @@ function start(onListening) {
   io = new Server(server, { transports: ["websocket"] });
   const nsp = io.of("/runner");
   nsp.use((socket, next) => {
+    if (refusals.count > 0) {
+      refusals.count -= 1;
+      out({ type: "refused", message: refusals.message });
+      return next(new Error(refusals.message));
+    }
     const auth = socket.handshake.auth || {};
     if (auth.apiKey !== apiKey) {
       out({ type: "refused", message: "unauthorized" });
@@ -97,6 +115,16 @@ function command(cmd) {
       socket.disconnect(Boolean(cmd.close));
       break;
     }
+    case "drop": {
+      const socket = sockets.get(cmd.runnerId);
+      // The Engine.IO socket under the namespace: closing it sends no
+      // DISCONNECT packet, only the end of the WebSocket.
+      if (socket) socket.conn.close();
+      break;
+    }
+    case "refuse":
+      refusals = { count: cmd.count || 0, message: cmd.message || "handshake refused" };
+      break;
     case "restart": {
       // io.close() stops listening at once; its callback would wait for
       // every HTTP connection to end, so do not wait for it.

@@ -10,12 +10,11 @@ mod runner_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use runner_support::{
-    RunnerProcess, WAIT, command, conformance_binary, mock_relay_binary, runner_binary,
-    worker_binary,
+    RunnerProcess, WAIT, command, conformance_binary, ensure_node_modules, js_dir,
+    mock_relay_binary, runner_binary, worker_binary,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -28,10 +27,6 @@ const BROWSER_WAIT: Duration = Duration::from_secs(300);
 /// One conformance scenario run, build excluded.
 const CONFORMANCE_WAIT: Duration = Duration::from_secs(120);
 
-fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
 /// `target/`, where the screenshots go.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -39,23 +34,6 @@ fn target_dir() -> PathBuf {
         .nth(3)
         .expect("test executable under target/<profile>/deps")
         .to_path_buf()
-}
-
-/// Installs the pinned packages when playwright-core is missing.
-fn ensure_node_modules() {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done || js_dir().join("node_modules/playwright-core").exists() {
-        *done = true;
-        return;
-    }
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(js_dir())
-        .status()
-        .expect("running npm ci in tests/js (Node.js and npm are needed for this test)");
-    assert!(status.success(), "npm ci failed in tests/js");
-    *done = true;
 }
 
 /// The `mock-relay` binary, started on an ephemeral port.

@@ -5,39 +5,17 @@
 
 mod runner_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
 
 use nix::sys::signal::Signal;
-use runner_support::{RunnerProcess, WAIT, command};
+use runner_support::{RunnerProcess, WAIT, command, ensure_node_modules, js_dir};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 const KEY: &str = "js-key";
-
-fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
-/// Installs the pinned packages when `node_modules` is missing.
-fn ensure_node_modules() {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done || js_dir().join("node_modules/socket.io").exists() {
-        *done = true;
-        return;
-    }
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(js_dir())
-        .status()
-        .expect("running npm ci in tests/js (Node.js and npm are needed for this test)");
-    assert!(status.success(), "npm ci failed in tests/js");
-    *done = true;
-}
 
 /// The Node relay process and what it reported.
 struct JsRelay {

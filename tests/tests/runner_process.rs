@@ -113,6 +113,15 @@ async fn reconnects_after_a_kick_and_after_a_relay_restart() {
     let again = expect_in(&relay, mark, "register_runner").await;
     expect_in(&relay, again.seq, "runner_heartbeat").await;
     assert_eq!(count_in(&relay, mark, &id, "register_runner"), 1);
+    // A kick is a server-side disconnect (the namespace DISCONNECT), and the
+    // runner came back by rebuilding its client, not through the library's
+    // reconnection after a lost transport.
+    let log = proc.log_text();
+    assert!(
+        log.contains("the relay closed the connection")
+            && !log.contains("lost the connection to the relay"),
+        "log:\n{log}"
+    );
 
     let mark = relay.mark();
     relay

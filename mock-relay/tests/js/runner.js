@@ -11,7 +11,8 @@
 //                canned answers; `copy` takes fields from the incoming payload
 //
 // Every observation is one JSON line on stdout: {type: "connect" | "connect_error"
-// | "disconnect" | "event" | "reconnect_attempt" | "emitted", …}.
+// | "disconnect" | "event" | "reconnect_attempt" | "reconnect" | "emitted", …}:
+// "reconnect_attempt" and "reconnect" are the client reconnecting by itself.
 // Commands arrive as JSON lines on stdin: {op: "emit", event, args}
 // | {op: "connect"} | {op: "disconnect"} | {op: "exit"}.
 
@@ -47,6 +48,7 @@ socket.on('connect_error', (err) => {
 });
 socket.on('disconnect', (reason) => out({ type: 'disconnect', reason }));
 socket.io.on('reconnect_attempt', (attempt) => out({ type: 'reconnect_attempt', attempt }));
+socket.io.on('reconnect', (attempt) => out({ type: 'reconnect', attempt }));
 
 socket.onAny((event, ...args) => {
   out({ type: 'event', event, args });

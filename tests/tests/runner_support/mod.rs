@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -35,12 +35,38 @@ pub fn mock_relay_binary() -> PathBuf {
         .clone()
 }
 
-/// The `runner-conformance` binary (it runs the runner and worker that sit
-/// beside it, so build those first).
+/// The `runner-conformance` binary, the conformance suite's runner judge
+/// (it runs the runner and worker that sit beside it, so build those first).
 pub fn conformance_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| build_binary("conformance", "runner-conformance"))
         .clone()
+}
+
+/// `tests/js/`: the pinned JavaScript Socket.IO implementation and the
+/// Node programs of the interop tests.
+pub fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Installs the pinned packages of `tests/js` when `node_modules` is missing.
+pub fn ensure_node_modules() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    let installed = ["socket.io", "playwright-core"]
+        .iter()
+        .all(|p| js_dir().join("node_modules").join(p).exists());
+    if *done || installed {
+        *done = true;
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(js_dir())
+        .status()
+        .expect("running npm ci in tests/js (Node.js and npm are needed for this test)");
+    assert!(status.success(), "npm ci failed in tests/js");
+    *done = true;
 }
 
 /// The path of `bin` of `package` for this test build, built when missing.
