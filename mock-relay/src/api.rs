@@ -27,6 +27,9 @@
 //! | `POST /api/faults/refuse` `{count, message?}` | refuse the next handshakes |
 //! | `POST /api/faults/delay` `{ms}`, `/api/faults/drop` `{count}` | delay or drop events to runners |
 //! | `POST /api/faults/restart` `{downMs, keepState?}` | stop listening, wait, listen again (answers 202 first) |
+//! | `GET /api/events?since=N`, `GET /api/protocol` | the inspector page's live feed and protocol description |
+//!
+//! The inspector page itself is served at `/`.
 
 use std::time::Duration;
 
@@ -66,10 +69,11 @@ pub fn app(state: AppState) -> Router {
     let layer = state.relay.shared.layer.clone();
     let policy = state.relay.shared.config.host_policy.clone();
     Router::new()
+        .merge(crate::inspector::page_routes().with_state(state.clone()))
         .nest("/api", api_routes(state))
         .layer(layer)
-        // Outermost: no request reaches the API or the Socket.IO endpoint
-        // before its Host, Origin and body type are checked.
+        // Outermost: no request reaches the page, the API or the Socket.IO
+        // endpoint before its Host, Origin and body type are checked.
         .layer(middleware::from_fn_with_state(policy, crate::guard::guard))
 }
 
@@ -78,6 +82,7 @@ fn api_routes(state: AppState) -> Router {
         .merge(runner_routes())
         .merge(transcript_routes())
         .merge(fault_routes())
+        .merge(crate::inspector::api_routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), check_token))
         .with_state(state)

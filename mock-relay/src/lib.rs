@@ -14,7 +14,10 @@
 //!   or drop outgoing events, send arbitrary (malformed) payloads, restart
 //!   the listener on the same port;
 //! * a **REST control API** on the same port ([`api`]), used by the
-//!   `mock-relay` binary and by anything that is not Rust.
+//!   `mock-relay` binary and by anything that is not Rust;
+//! * an **inspector page** at `/` on the same port: runners and traffic
+//!   live, send any event, terminals, faults, and a recorded stretch of
+//!   traffic exported as a scenario.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mock_relay::RelayError> {
@@ -48,6 +51,7 @@ mod conn;
 mod correlate;
 mod error;
 mod guard;
+mod inspector;
 mod namespace;
 mod recorder;
 mod registry;

@@ -26,8 +26,9 @@ const EXIT_CONFIG: u8 = 64;
 /// does, drop its connection as a network failure would, refuse
 /// handshakes, delay or drop events, restart the listener).
 ///
-/// Start it, copy the PIZZAPI_RELAY_URL=… line it prints, and start a
-/// runner with it. Try `curl http://127.0.0.1:7492/api/runners`.
+/// Start it, open the inspector page it prints (http://127.0.0.1:7492/),
+/// copy the PIZZAPI_RELAY_URL=… line, and start a runner with it. Try
+/// `curl http://127.0.0.1:7492/api/runners`.
 #[derive(Parser)]
 #[command(name = "mock-relay", version, about, long_about)]
 struct Cli {
@@ -211,6 +212,7 @@ fn print_banner(relay: &RelayHandle) {
     let keys = relay.api_keys();
     let key = keys.first().map_or(DEFAULT_API_KEY, String::as_str);
     println!("mock-relay listening on {url}");
+    println!("  inspector page      {url}/  (runners, traffic, send, terminal, faults, record)");
     println!("  runners connect to  {url}/runner (Socket.IO, WebSocket only)");
     println!("  control API         {url}/api/runners, {url}/api/transcript");
     println!("  accepted API keys   {}", keys.join(", "));

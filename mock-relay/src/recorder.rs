@@ -269,15 +269,7 @@ impl Recorder {
         let mut out = Vec::new();
         let first_kept = inner.records.front().map_or(inner.next_seq, |(r, _)| r.seq);
         if inner.dropped > 0 && since < first_kept {
-            out.push(Record {
-                seq: 0,
-                at_us: 0,
-                direction: RecordDirection::Connection,
-                runner_id: None,
-                socket_id: None,
-                event: RECORDS_DROPPED.to_owned(),
-                payload: json!({ "dropped": inner.dropped, "firstKeptSeq": first_kept }),
-            });
+            out.push(dropped_marker(inner.dropped, first_kept));
         }
         let start = inner.records.partition_point(|(r, _)| r.seq < since);
         out.extend(
@@ -290,6 +282,32 @@ impl Recorder {
                 .cloned(),
         );
         out
+    }
+
+    /// Up to `limit` records with `seq >= since`, oldest first (with the
+    /// `records_dropped` marker first, as [`snapshot`](Self::snapshot)).
+    pub(crate) fn page(&self, since: u64, limit: usize) -> Vec<Record> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        let first_kept = inner.records.front().map_or(inner.next_seq, |(r, _)| r.seq);
+        if inner.dropped > 0 && since < first_kept {
+            out.push(dropped_marker(inner.dropped, first_kept));
+        }
+        let start = inner.records.partition_point(|(r, _)| r.seq < since);
+        out.extend(
+            inner
+                .records
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|(r, _)| r.clone()),
+        );
+        out
+    }
+
+    /// Changes whenever a record is pushed (to the last sequence number).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
     }
 
     /// Forgets every record kept in memory (sequence numbers continue).
@@ -340,6 +358,19 @@ impl Recorder {
                 }
             }
         }
+    }
+}
+
+/// The record that stands for `dropped` evicted records.
+fn dropped_marker(dropped: u64, first_kept: u64) -> Record {
+    Record {
+        seq: 0,
+        at_us: 0,
+        direction: RecordDirection::Connection,
+        runner_id: None,
+        socket_id: None,
+        event: RECORDS_DROPPED.to_owned(),
+        payload: json!({ "dropped": dropped, "firstKeptSeq": first_kept }),
     }
 }
 

@@ -28,7 +28,15 @@ pub fn worker_binary() -> PathBuf {
         .clone()
 }
 
-/// The `runner-conformance` binary (the conformance suite's runner judge).
+/// The `mock-relay` binary.
+pub fn mock_relay_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_binary("mock-relay", "mock-relay"))
+        .clone()
+}
+
+/// The `runner-conformance` binary, the conformance suite's runner judge
+/// (it runs the runner and worker that sit beside it, so build those first).
 pub fn conformance_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| build_binary("conformance", "runner-conformance"))
@@ -45,7 +53,10 @@ pub fn js_dir() -> PathBuf {
 pub fn ensure_node_modules() {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done || js_dir().join("node_modules/socket.io").exists() {
+    let installed = ["socket.io", "playwright-core"]
+        .iter()
+        .all(|p| js_dir().join("node_modules").join(p).exists());
+    if *done || installed {
         *done = true;
         return;
     }
