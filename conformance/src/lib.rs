@@ -47,10 +47,19 @@ pub fn scenarios_dir() -> PathBuf {
     workspace_dir().join("fixtures").join("scenarios")
 }
 
+/// The environment variable that makes [`workspace_binaries`] build every
+/// wanted binary, not only the missing ones.
+pub const REBUILD_VAR: &str = "CONFORMANCE_REBUILD";
+
 /// Binaries of this workspace in the target directory of the running
 /// executable (same profile), as `(package, binary)` pairs; the missing ones
 /// are built with one cargo call. Test executables live one level deeper
 /// (`target/debug/deps/`).
+///
+/// A binary that exists is used as it is, even when its sources changed
+/// since. With [`REBUILD_VAR`] set (to anything), every wanted binary goes
+/// through cargo (a no-op when it is up to date), so a test of another
+/// package always judges the current source.
 pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut dir = exe
@@ -60,9 +69,10 @@ pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, String
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
+    let rebuild = std::env::var_os(REBUILD_VAR).is_some();
     let missing: Vec<&(&str, &str)> = wanted
         .iter()
-        .filter(|(_, bin)| !dir.join(bin).exists())
+        .filter(|(_, bin)| rebuild || !dir.join(bin).exists())
         .collect();
     if !missing.is_empty() {
         let mut cargo =
