@@ -95,15 +95,25 @@ pub enum WorkspaceError {
     },
 }
 
+/// The environment variable that makes [`workspace_binaries`] build every
+/// wanted binary, not only the missing ones.
+pub const REBUILD_VAR: &str = "CONFORMANCE_REBUILD";
+
 /// Binaries of this workspace in the target directory of the running
 /// executable (same profile, see [`workspace_profile_dir`]), as
 /// `(package, binary)` pairs; the missing ones are built with one cargo
 /// call.
+///
+/// A binary that exists is used as it is, even when its sources changed
+/// since. With [`REBUILD_VAR`] set (to anything), every wanted binary goes
+/// through cargo (a no-op when it is up to date), so a test of another
+/// package always judges the current source.
 pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Result<Vec<String>, WorkspaceError> {
     let dir = workspace_profile_dir().ok_or(WorkspaceError::OutsideWorkspace)?;
+    let rebuild = std::env::var_os(REBUILD_VAR).is_some();
     let missing: Vec<&(&str, &str)> = wanted
         .iter()
-        .filter(|(_, bin)| !dir.join(bin).exists())
+        .filter(|(_, bin)| rebuild || !dir.join(bin).exists())
         .collect();
     if !missing.is_empty() {
         let mut cargo =

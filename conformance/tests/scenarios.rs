@@ -2,6 +2,11 @@
 //! runner and must pass; its normalized transcript must be the same on two
 //! runs and equal its snapshot (`snapshots/scenarios__transcript@<file>.snap`).
 //! Review a changed transcript with `cargo insta review`.
+//!
+//! `SCENARIOS_ONCE=1` runs each scenario once and skips the two-run
+//! comparison (for repeated runs such as mutation testing; the default and
+//! CI run twice). `CONFORMANCE_REBUILD=1` rebuilds the runner first, so a
+//! changed runner source is what gets judged.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,9 +14,11 @@ use std::path::PathBuf;
 use conformance::driver::{self, DriverConfig};
 use conformance::scenario::Scenario;
 
-/// Runs every scenario twice, a few at a time, and returns the normalized
-/// transcript of each by file name, and every failure.
+/// Runs every scenario twice (once with `SCENARIOS_ONCE` set), a few at a
+/// time, and returns the normalized transcript of each by file name, and
+/// every failure.
 fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
+    let once = std::env::var_os("SCENARIOS_ONCE").is_some();
     let scenarios =
         Scenario::load_dir(&conformance::scenarios_dir()).unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -30,7 +37,11 @@ fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
             tasks.spawn(async move {
                 let _slot = gate.acquire_owned().await.unwrap();
                 let first = driver::run(&scenario, &config).await;
-                let second = driver::run(&scenario, &config).await;
+                let second = if once {
+                    None
+                } else {
+                    Some(driver::run(&scenario, &config).await)
+                };
                 (path, first, second)
             });
         }
@@ -38,7 +49,7 @@ fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
         let mut problems = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             let (path, first, second) = joined.unwrap();
-            for outcome in [&first, &second] {
+            for outcome in std::iter::once(&first).chain(second.as_ref()) {
                 if let Some(failure) = &outcome.failure {
                     problems.push(format!(
                         "{}: {failure}\n  transcript tail:\n{}\n  runner log tail:\n{}",
@@ -48,7 +59,9 @@ fn run_everything() -> (BTreeMap<PathBuf, String>, Vec<String>) {
                     ));
                 }
             }
-            if first.passed() && second.passed() && first.normalized != second.normalized {
+            if let Some(second) = second.filter(|second| {
+                first.passed() && second.passed() && first.normalized != second.normalized
+            }) {
                 problems.push(format!(
                     "{}: two runs gave different transcripts:\n--- first\n{}--- second\n{}",
                     first.name, first.normalized, second.normalized
