@@ -265,6 +265,16 @@ impl Recorder {
     /// preceded by a `records_dropped` marker when some of the requested
     /// range was evicted.
     pub(crate) fn snapshot(&self, since: u64, runner_id: Option<&str>) -> Vec<Record> {
+        self.read(since, runner_id, usize::MAX)
+    }
+
+    /// Up to `limit` records with `seq >= since`, oldest first (with the
+    /// `records_dropped` marker first, as [`snapshot`](Self::snapshot)).
+    pub(crate) fn page(&self, since: u64, limit: usize) -> Vec<Record> {
+        self.read(since, None, limit)
+    }
+
+    fn read(&self, since: u64, runner_id: Option<&str>, limit: usize) -> Vec<Record> {
         let inner = self.lock();
         let mut out = Vec::new();
         let first_kept = inner.records.front().map_or(inner.next_seq, |(r, _)| r.seq);
@@ -279,28 +289,8 @@ impl Recorder {
                 .skip(start)
                 .map(|(r, _)| r)
                 .filter(|r| runner_id.is_none() || r.runner_id.as_deref() == runner_id)
-                .cloned(),
-        );
-        out
-    }
-
-    /// Up to `limit` records with `seq >= since`, oldest first (with the
-    /// `records_dropped` marker first, as [`snapshot`](Self::snapshot)).
-    pub(crate) fn page(&self, since: u64, limit: usize) -> Vec<Record> {
-        let inner = self.lock();
-        let mut out = Vec::new();
-        let first_kept = inner.records.front().map_or(inner.next_seq, |(r, _)| r.seq);
-        if inner.dropped > 0 && since < first_kept {
-            out.push(dropped_marker(inner.dropped, first_kept));
-        }
-        let start = inner.records.partition_point(|(r, _)| r.seq < since);
-        out.extend(
-            inner
-                .records
-                .iter()
-                .skip(start)
                 .take(limit)
-                .map(|(r, _)| r.clone()),
+                .cloned(),
         );
         out
     }
