@@ -91,6 +91,7 @@ pub mod control;
 mod error;
 pub mod event;
 pub mod files;
+pub mod lossy;
 pub mod messages;
 pub mod names;
 pub mod registration;

@@ -51,6 +51,12 @@
 //!   `requestId`.
 //! * **WebSocket only** (`TransportType::Websocket`), not the library's
 //!   default polling-then-upgrade.
+//! * **A packet the library cannot decode** (JSON text holding a lone UTF-16
+//!   surrogate, which a JavaScript relay sends without complaint) arrives,
+//!   through the workspace's patch of the library, as an error text
+//!   starting with [`UNDECODABLE_EVENT_PACKET`]. It is decoded again with
+//!   the surrogates replaced, only to find the command and its ids: the
+//!   command gets its error reply, or a log line when it has none.
 //!
 //! A connection that the library never opened (the first one, or a rebuilt
 //! one, while the relay is unreachable) cannot be retried by the library:
@@ -65,7 +71,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use runner_protocol::rules::redact_userinfo;
 use runner_protocol::{HandshakeAuth, RegisterRunner, RunnerEvent, names};
-use rust_socketio::asynchronous::{Client, ClientBuilder, ReconnectSettings};
+use rust_socketio::asynchronous::{
+    Client, ClientBuilder, ReconnectSettings, UNDECODABLE_EVENT_PACKET,
+};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -629,7 +637,9 @@ impl Actor {
                 }
             }
             Link::LibraryError { generation, text } if generation == self.generation => {
-                if let Some(message) = connect_error_message(&text) {
+                if let Some(rest) = text.strip_prefix(UNDECODABLE_EVENT_PACKET) {
+                    self.on_undecodable(rest);
+                } else if let Some(message) = connect_error_message(&text) {
                     if is_auth_refusal(&message) {
                         tracing::error!(message = %message, "the relay refused the connection (check the API key)");
                         self.refuse(format!("the relay refused the connection: {message}"));
@@ -700,6 +710,34 @@ impl Actor {
         );
         self.heartbeat = Some(cancel);
         self.writer.send_replace(Some(client));
+    }
+
+    /// A command the library could not decode (`rest` is `" (<reason>):
+    /// <packet data>"`): its error reply, built from the packet decoded with
+    /// lone surrogates replaced, or a log line.
+    fn on_undecodable(&mut self, rest: &str) {
+        if self.refused {
+            return;
+        }
+        let (reason, data) = rest
+            .strip_prefix(" (")
+            .and_then(|r| r.split_once("): "))
+            .unwrap_or(("unknown reason", rest));
+        match runner_protocol::lossy::event_lossy(data) {
+            Some((name, payload)) => self.conn.dispatcher.reject(
+                &name,
+                &payload,
+                &format!("{name}: the payload is not valid Unicode JSON ({reason})"),
+            ),
+            None => {
+                let shown: String = data.chars().take(200).collect();
+                tracing::warn!(
+                    reason,
+                    packet = %shown.escape_debug(),
+                    "an event packet that does not decode was dropped"
+                );
+            }
+        }
     }
 
     fn on_event(&mut self, name: String, payload: Incoming) {
