@@ -128,6 +128,17 @@ pub struct Args {
     )]
     pub git_timeout_ms: u64,
 
+    /// The most output of one git command (git_status, git_diff) the runner
+    /// keeps; more is answered with an error naming the limit, never a cut
+    /// diff.
+    #[arg(
+        long,
+        env = "PIZZAPI_GIT_OUTPUT_MAX_BYTES",
+        default_value_t = 16 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub git_output_max_bytes: u64,
+
     /// The most sessions (worker processes) running at once; more are
     /// refused with a session_error naming the limit.
     #[arg(
@@ -328,6 +339,8 @@ pub struct Config {
     pub usage_poll_interval: Duration,
     /// Time limit of one git command.
     pub git_timeout: Duration,
+    /// The most output of one git command.
+    pub git_output_max_bytes: u64,
     /// Where a session without `cwd` starts: the first root, else `$HOME`,
     /// else the current directory.
     pub default_cwd: PathBuf,
@@ -517,6 +530,10 @@ impl Config {
                 args.state_file_max_bytes,
                 "--state-file-max-bytes / PIZZAPI_STATE_FILE_MAX_BYTES",
             ),
+            (
+                args.git_output_max_bytes,
+                "--git-output-max-bytes / PIZZAPI_GIT_OUTPUT_MAX_BYTES",
+            ),
         ] {
             at_least_one(n, flag)?;
         }
@@ -549,6 +566,7 @@ impl Config {
             usage_cache_path,
             usage_poll_interval: Duration::from_secs(2),
             git_timeout,
+            git_output_max_bytes: args.git_output_max_bytes,
             default_cwd,
             reconnect: ReconnectPolicy::default(),
             shutdown_grace: Duration::from_secs(5),

@@ -56,7 +56,8 @@ use tokio::process::Command;
 use crate::beneath::{self, Opened};
 use crate::files::{FileError, join_in, open_in};
 
-/// The most output of one git run the runner keeps; more is an error.
+/// The most output of one git run the runner keeps by default; more is an
+/// error.
 pub const MAX_GIT_OUTPUT: u64 = 16 * 1024 * 1024;
 
 /// The most of git's stderr kept for an error message.
@@ -87,8 +88,8 @@ enum GitError {
     Spawn(std::io::Error),
     #[error("git timed out after {} ms and was killed", .0.as_millis())]
     Timeout(Duration),
-    #[error("git output exceeds {MAX_GIT_OUTPUT} bytes")]
-    TooLarge,
+    #[error("git output exceeds {0} bytes")]
+    TooLarge(u64),
     #[error("{0}")]
     Failed(String),
 }
@@ -108,6 +109,8 @@ struct Place {
 pub struct GitService {
     roots: Arc<Vec<PathBuf>>,
     timeout: Duration,
+    /// The most output of one run.
+    max_output: u64,
     /// The program and leading arguments standing for `git`.
     command: Arc<Vec<String>>,
 }
@@ -125,8 +128,16 @@ impl GitService {
         GitService {
             roots: Arc::new(roots),
             timeout,
+            max_output: MAX_GIT_OUTPUT,
             command: Arc::new(command),
         }
+    }
+
+    /// The same service with another output limit (bytes of one run's
+    /// stdout; more is answered with an error).
+    pub fn with_max_output(mut self, max_output: u64) -> Self {
+        self.max_output = max_output;
+        self
     }
 
     /// Handles `git_status`: branch, ahead/behind, the changed paths (from
@@ -386,7 +397,7 @@ impl GitService {
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let outcome = tokio::time::timeout(self.timeout, async {
             let (out, err) = tokio::join!(
-                read_capped(stdout, MAX_GIT_OUTPUT),
+                read_capped(stdout, self.max_output),
                 read_capped(stderr, MAX_GIT_STDERR)
             );
             (out, err, child.wait().await)
@@ -404,7 +415,7 @@ impl GitService {
         let (out, out_complete) = out;
         let status = status.map_err(GitError::Spawn)?;
         if !out_complete {
-            return Err(GitError::TooLarge);
+            return Err(GitError::TooLarge(self.max_output));
         }
         if status.success() {
             Ok(out)

@@ -242,7 +242,8 @@ pub async fn run(
             sessions: sessions.clone(),
             skills: skills.clone(),
             files: files::FileService::new(config.roots.clone()),
-            git: git::GitService::new(config.roots.clone(), config.git_timeout),
+            git: git::GitService::new(config.roots.clone(), config.git_timeout)
+                .with_max_output(config.git_output_max_bytes),
             terminals: terminals.clone(),
             usage: usage.clone(),
             control: control.clone(),
