@@ -163,6 +163,10 @@ pub struct WorkerBehaviour {
     /// Spawn a grandchild process that sleeps.
     #[serde(default)]
     pub grandchild: bool,
+    /// Spawn a grandchild (implies `grandchild`) that takes this many
+    /// milliseconds to clean up after SIGTERM, then writes
+    /// `{sandbox}/.worker-records/<sessionId>.cleaned` and exits.
+    pub grandchild_cleanup_ms: Option<u64>,
     /// Print these JSON values, one per stdout line, at start.
     #[serde(default)]
     pub events: Vec<Value>,
