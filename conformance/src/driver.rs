@@ -3,11 +3,19 @@
 //!
 //! The driver builds the sandbox (a temporary directory holding the
 //! runner's `HOME`, its workspace roots and the scenario's files), starts a
-//! relay on an ephemeral loopback port, launches the runner command with
-//! the environment of the protocol reference pointing at both, runs the
-//! steps (each family's module in [`crate::steps`] says how), and tears
-//! everything down: the runner gets SIGTERM (then SIGKILL), and every
-//! worker process the fixture worker recorded must be gone afterwards.
+//! relay on an ephemeral loopback port, launches the runner command in the
+//! first workspace root with the environment of the protocol reference
+//! pointing at both, runs the steps (each family's module in
+//! [`crate::steps`] says how), and tears everything down: the runner gets
+//! SIGTERM (then SIGKILL). In `hardening` and `pizzapi-runner` scenarios
+//! every worker process the fixture worker recorded must be gone afterwards
+//! too; the reference does not say what becomes of workers when a runner
+//! stops, so `contract` and `extension` verdicts do not depend on it.
+//!
+//! The runner starts in the first root because the reference leaves the
+//! working directory of a `cwd`-less `new_session` or `new_terminal` open:
+//! a runner that uses its own working directory gets one inside the roots,
+//! as it would if a user started it in their workspace.
 //!
 //! The state of a run ([`Run`]: placeholders, the relay, the marks of what
 //! `expect` looks at, the runner processes) lives here and is lent to each
@@ -319,6 +327,8 @@ pub(crate) struct Run {
     /// Placeholder values.
     pub(crate) vars: Vars,
     runner_id: Option<String>,
+    /// The scenario's level (what the teardown judges).
+    level: Level,
     /// Records before this sequence number are not looked at by `expect`.
     pub(crate) action_mark: u64,
     /// Records already matched by an `expect`.
@@ -373,6 +383,7 @@ impl Run {
             logs: Vec::new(),
             vars,
             runner_id: None,
+            level: scenario.level,
             action_mark: 0,
             consumed: BTreeSet::new(),
             unordered: Vec::new(),
@@ -403,7 +414,7 @@ impl Run {
             .args(args)
             .env_clear()
             .envs(&self.env)
-            .current_dir(&self.home)
+            .current_dir(&self.roots[0])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -512,7 +523,8 @@ impl Run {
             }
         }
         // Every worker (and grandchild) the fixture worker recorded must be
-        // gone once the runner is: no orphans.
+        // gone once the runner is, where the level judges it; whatever is
+        // left is killed either way.
         let records = std::fs::read_dir(&self.record_dir)
             .into_iter()
             .flatten()
@@ -531,7 +543,9 @@ impl Run {
                         .await
                         .is_none()
                     {
-                        problems.push(TeardownProblem::Orphan { pid, key });
+                        if self.level.judges_orphans() {
+                            problems.push(TeardownProblem::Orphan { pid, key });
+                        }
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
@@ -763,8 +777,11 @@ fn runner_env(
     if worker.ignore_sigterm {
         env.insert("FIXTURE_IGNORE_SIGTERM".to_owned(), "1".to_owned());
     }
-    if worker.grandchild {
+    if worker.grandchild || worker.grandchild_cleanup_ms.is_some() {
         env.insert("FIXTURE_GRANDCHILD".to_owned(), "1".to_owned());
+    }
+    if let Some(ms) = worker.grandchild_cleanup_ms {
+        env.insert("FIXTURE_GRANDCHILD_CLEANUP_MS".to_owned(), ms.to_string());
     }
     if !worker.events.is_empty() {
         env.insert(

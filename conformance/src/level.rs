@@ -68,6 +68,14 @@ impl Level {
         }
     }
 
+    /// Whether a scenario at this level fails when a worker or its
+    /// grandchild outlives the runner. The reference does not say what
+    /// becomes of workers when a runner stops (PizzaPi's own runners leave
+    /// them), so only `hardening` and `pizzapi-runner` verdicts stand on it.
+    pub fn judges_orphans(self) -> bool {
+        matches!(self, Level::Hardening | Level::PizzapiRunner)
+    }
+
     /// What a pass at this level promises, in one line.
     pub fn promise(self) -> &'static str {
         match self {
