@@ -20,6 +20,8 @@
 //   {"type":"disconnect","sid","runnerId","reason"}, {"type":"restarted","port"}.
 // In (stdin): {"cmd":"send","runnerId","event","payload"},
 //   {"cmd":"sendBinary","runnerId","event","text"}  (the payload as a Buffer),
+//   {"cmd":"raw","runnerId","text"}  (one Engine.IO message holding `text` as
+//   it is: a Socket.IO packet of any shape, well-formed or not),
 //   {"cmd":"kick","runnerId","close":bool,"error"?:string}  (close: disconnect(true)),
 //   {"cmd":"drop","runnerId"}, {"cmd":"refuse","count","message"?}  (the next
 //   `count` handshakes fail with `message`, before the key is checked),
@@ -106,6 +108,11 @@ function command(cmd) {
     case "sendBinary": {
       const socket = sockets.get(cmd.runnerId);
       if (socket) socket.emit(cmd.event, Buffer.from(cmd.text || ""));
+      break;
+    }
+    case "raw": {
+      const socket = sockets.get(cmd.runnerId);
+      if (socket) socket.conn.write(cmd.text);
       break;
     }
     case "kick": {

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+pub mod js_relay;
+
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(30);
 
