@@ -370,7 +370,10 @@ impl Run {
         let relay = builder.start().await.map_err(SetUpError::Relay)?;
         vars.set("relay_url", relay.url());
         vars.set("api_key", API_KEY);
-        let env = runner_env(scenario, config, &relay, &home, &roots, &record_dir, &base);
+        let mut env = runner_env(scenario, config, &relay, &home, &roots, &record_dir, &base);
+        for (k, v) in &scenario.sandbox.env {
+            env.insert(k.clone(), vars.fill(v)?);
+        }
         let mut run = Run {
             sandbox,
             home,
@@ -667,8 +670,16 @@ fn build_sandbox(
     }
     for (link, target) in &sandbox.symlinks {
         let link = base.join(link);
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+        }
         let target = vars.fill(target)?;
         std::os::unix::fs::symlink(&target, &link).map_err(|e| io("symlink", &link, e))?;
+    }
+    for fifo in &sandbox.fifos {
+        let fifo = base.join(fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| io("mkfifo", &fifo, e.into()))?;
     }
     for (name, content) in &sandbox.skills {
         let dir = skills_dir.join(name);
@@ -780,6 +791,9 @@ fn runner_env(
     if worker.grandchild || worker.grandchild_cleanup_ms.is_some() {
         env.insert("FIXTURE_GRANDCHILD".to_owned(), "1".to_owned());
     }
+    if let Some(bytes) = worker.large_event_bytes {
+        env.insert("FIXTURE_LARGE_EVENT_BYTES".to_owned(), bytes.to_string());
+    }
     if let Some(ms) = worker.grandchild_cleanup_ms {
         env.insert("FIXTURE_GRANDCHILD_CLEANUP_MS".to_owned(), ms.to_string());
     }
@@ -788,9 +802,6 @@ fn runner_env(
             "FIXTURE_EVENTS".to_owned(),
             Value::Array(worker.events.clone()).to_string(),
         );
-    }
-    for (k, v) in &scenario.sandbox.env {
-        env.insert(k.clone(), v.clone());
     }
     env
 }

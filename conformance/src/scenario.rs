@@ -109,6 +109,10 @@ pub struct Sandbox {
     /// Symlinks to create, link path → target (used as written, after placeholders).
     #[serde(default)]
     pub symlinks: BTreeMap<String, String>,
+    /// Named pipes (FIFOs) to create: a path that blocks whoever opens it
+    /// for reading until a writer comes, which none ever does.
+    #[serde(default)]
+    pub fifos: Vec<String>,
     /// Directories to turn into git repositories with one commit of their files.
     #[serde(default)]
     pub git: Vec<String>,
@@ -121,7 +125,7 @@ pub struct Sandbox {
     /// How the fixture worker behaves when the runner spawns it.
     #[serde(default)]
     pub worker: WorkerBehaviour,
-    /// Extra environment variables for the runner.
+    /// Extra environment variables for the runner (placeholders allowed).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
@@ -137,6 +141,7 @@ impl Default for Sandbox {
             dirs: Vec::new(),
             files: BTreeMap::new(),
             symlinks: BTreeMap::new(),
+            fifos: Vec::new(),
             git: Vec::new(),
             skills: BTreeMap::new(),
             usage_cache: None,
@@ -170,6 +175,9 @@ pub struct WorkerBehaviour {
     /// Print these JSON values, one per stdout line, at start.
     #[serde(default)]
     pub events: Vec<Value>,
+    /// Print first one event line of about this many bytes:
+    /// `{"type":"large","bytes":<n>,"data":"xx…"}`.
+    pub large_event_bytes: Option<usize>,
 }
 
 /// A scenario file that cannot be used, with where and why.

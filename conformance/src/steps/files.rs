@@ -35,6 +35,10 @@ pub struct ReadJson {
     pub path: String,
     /// Placeholder name → field path (`runnerSecret`, `a.0.b`).
     pub capture: BTreeMap<String, String>,
+    /// A field the file lacks leaves its placeholder without a value
+    /// (for `check_var … absent = true`) instead of failing the step.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Write a file (e.g. to tamper with the runner's state between runs).
@@ -45,6 +49,8 @@ pub struct WriteFs {
     pub path: String,
     /// The content (placeholders allowed).
     pub content: String,
+    /// Write the content this many times over (for large files).
+    pub repeat: Option<usize>,
 }
 
 /// Why a file step did not hold.
@@ -178,12 +184,17 @@ impl ReadJson {
             source,
         })?;
         for (name, key) in &self.capture {
-            let value = field(&json, key).ok_or_else(|| FileError::NoField {
-                path: path.clone(),
-                key: key.clone(),
-                text: text.clone(),
-            })?;
-            run.vars.set(name.clone(), value);
+            match field(&json, key) {
+                Some(value) => run.vars.set(name.clone(), value),
+                None if self.optional => run.vars.remove_where(|n| n == name),
+                None => {
+                    return Err(FileError::NoField {
+                        path: path.clone(),
+                        key: key.clone(),
+                        text: text.clone(),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -192,7 +203,10 @@ impl ReadJson {
 impl WriteFs {
     pub(crate) fn run(&self, run: &mut Run) -> Result<(), FileError> {
         let path = PathBuf::from(run.vars.fill(&self.path)?);
-        let content = run.vars.fill(&self.content)?;
+        let content = run
+            .vars
+            .fill(&self.content)?
+            .repeat(self.repeat.unwrap_or(1));
         std::fs::write(&path, content).map_err(io(&path))
     }
 }

@@ -28,6 +28,10 @@ pub struct ExpectExit {
     /// Any exit code but 0 (a signal counts as non-zero).
     #[serde(default)]
     pub nonzero: bool,
+    /// Any exit at all (for where the reference says only that the runner
+    /// stops, not how).
+    #[serde(default)]
+    pub any: bool,
     /// How long to wait (default 10000 ms).
     pub timeout_ms: Option<u64>,
 }
@@ -155,10 +159,15 @@ pub enum ProcessError {
 
 impl ExpectExit {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
-        if self.code.is_some() == self.nonzero {
+        if [self.code.is_some(), self.nonzero, self.any]
+            .iter()
+            .filter(|b| **b)
+            .count()
+            != 1
+        {
             return Err(Invalid::new(
                 "code",
-                "give exactly one of `code` or `nonzero = true`",
+                "give exactly one of `code`, `nonzero = true` or `any = true`",
             ));
         }
         Ok(())
@@ -173,6 +182,7 @@ impl ExpectExit {
             .map_err(ProcessError::Wait)?;
         let (held, wanted) = match self.code {
             Some(code) => (status.code() == Some(code), format!("exit code {code}")),
+            None if self.any => (true, "an exit".to_owned()),
             None => (
                 self.nonzero && !status.success(),
                 "a non-zero exit".to_owned(),
