@@ -134,7 +134,7 @@ pub struct Args {
     #[arg(
         long,
         env = "PIZZAPI_GIT_OUTPUT_MAX_BYTES",
-        default_value_t = 16 * 1024 * 1024,
+        default_value_t = crate::git::MAX_GIT_OUTPUT,
         value_name = "BYTES"
     )]
     pub git_output_max_bytes: u64,
@@ -197,7 +197,7 @@ pub struct Args {
     #[arg(
         long,
         env = "PIZZAPI_USAGE_CACHE_MAX_BYTES",
-        default_value_t = 1024 * 1024,
+        default_value_t = crate::usage::USAGE_CACHE_MAX_BYTES,
         value_name = "BYTES"
     )]
     pub usage_cache_max_bytes: u64,
@@ -207,7 +207,7 @@ pub struct Args {
     #[arg(
         long,
         env = "PIZZAPI_STATE_FILE_MAX_BYTES",
-        default_value_t = 64 * 1024,
+        default_value_t = crate::state::STATE_FILE_MAX_BYTES,
         value_name = "BYTES"
     )]
     pub state_file_max_bytes: u64,

@@ -211,7 +211,8 @@ impl TerminalManager {
         self.get(terminal_id).map(|t| t.stats.clone())
     }
 
-    /// The shell's process id of an open terminal.
+    /// The shell's process id of an open terminal (for tests).
+    #[cfg(test)]
     pub fn pid(&self, terminal_id: &str) -> Option<u32> {
         self.get(terminal_id).map(|t| t.pid)
     }
