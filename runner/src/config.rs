@@ -212,7 +212,8 @@ pub struct Args {
     )]
     pub state_file_max_bytes: u64,
 
-    /// Print the effective configuration (secrets as ***) and exit.
+    /// Print the effective configuration as JSON (the API key as ***, the
+    /// relay URL without user:password) and exit.
     #[arg(long)]
     pub print_config: bool,
 }
@@ -351,6 +352,37 @@ pub struct Config {
 }
 
 impl Config {
+    /// The effective configuration as JSON, keyed by the command-line
+    /// flags' names, for `--print-config`: the API key is `***` and the
+    /// relay URL has no `user:password`, so the output can be shared.
+    pub fn printable(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let path = |p: &Path| p.display().to_string();
+        serde_json::json!({
+            "relay-url": runner_protocol::rules::redact_userinfo(&self.relay_url),
+            "api-key": "***",
+            "name": self.name,
+            "workspace-roots": self.roots.iter().map(|r| path(r)).collect::<Vec<_>>(),
+            "state-path": path(&self.state_path),
+            "worker-cmd": self.worker_cmd,
+            "kill-grace-ms": ms(self.kill_grace),
+            "max-terminals": self.max_terminals,
+            "max-sessions": self.max_sessions,
+            "max-commands-in-flight": self.max_commands_in_flight,
+            "terminal-input-max-bytes": self.terminal_input_max_bytes,
+            "outbox-max-bytes": self.outbox_max_bytes,
+            "backlog-max-bytes": self.backlog_max_bytes,
+            "usage-cache-max-bytes": self.usage_cache_max_bytes,
+            "state-file-max-bytes": self.state_file_max_bytes,
+            "skills-dir": path(&self.skills_dir),
+            "heartbeat-interval-ms": ms(self.heartbeat_interval),
+            "usage-cache-path": path(&self.usage_cache_path),
+            "git-timeout-ms": ms(self.git_timeout),
+            "git-output-max-bytes": self.git_output_max_bytes,
+            "default-cwd": path(&self.default_cwd),
+        })
+    }
+
     /// Validates parsed arguments. `env` looks up environment variables
     /// that clap does not handle itself (the secondary names
     /// `PIZZAPI_RUNNER_API_KEY` and `PIZZAPI_WORKSPACE_ROOT`, and `HOME`);
@@ -646,6 +678,28 @@ mod tests {
         full.extend_from_slice(argv);
         let args = Args::try_parse_from(full).expect("arguments parse");
         Config::from_args(args, &|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn the_printed_configuration_holds_no_secret() {
+        let cfg = config(
+            &[
+                "--relay-url",
+                "https://me:hunter2@relay.example/",
+                "--api-key",
+                "key-that-must-not-show",
+            ],
+            &[("HOME", "/home/u")],
+        )
+        .unwrap();
+        let printed = cfg.printable();
+        let text = printed.to_string();
+        assert_eq!(printed["relay-url"], "https://***@relay.example");
+        assert_eq!(printed["api-key"], "***");
+        assert!(
+            !text.contains("hunter2") && !text.contains("key-that-must-not-show"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         }
     };
     if print_config {
-        println!("{config:#?}");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&config.printable()).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
 

@@ -313,8 +313,8 @@ async fn flags_win_over_the_environment() {
     let mut from_env = print(&[], "env");
     assert_eq!(from_env.wait().await, 0);
     let text = from_env.log_text();
-    assert!(text.contains("name: \"env-name\""), "{text}");
-    assert!(text.contains("1.234s"), "{text}");
+    assert!(text.contains("\"name\": \"env-name\""), "{text}");
+    assert!(text.contains("\"heartbeat-interval-ms\": 1234"), "{text}");
     assert!(
         text.contains(
             &root_env
@@ -345,8 +345,8 @@ async fn flags_win_over_the_environment() {
     );
     assert_eq!(from_flags.wait().await, 0);
     let text = from_flags.log_text();
-    assert!(text.contains("name: \"flag-name\""), "{text}");
-    assert!(text.contains("4.321s"), "{text}");
+    assert!(text.contains("\"name\": \"flag-name\""), "{text}");
+    assert!(text.contains("\"heartbeat-interval-ms\": 4321"), "{text}");
     assert!(
         text.contains(
             &root_flag
