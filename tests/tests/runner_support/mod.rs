@@ -121,7 +121,12 @@ pub struct RunnerProcess {
 
 /// A clean environment for a runner: only PATH, HOME and the log filter.
 pub fn command(home: &Path) -> Command {
-    let mut cmd = Command::new(runner_binary());
+    command_through(Command::new(runner_binary()), home)
+}
+
+/// `cmd` (which runs the runner, perhaps through a wrapper) with the clean
+/// environment of [`command`].
+pub fn command_through(mut cmd: Command, home: &Path) -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
