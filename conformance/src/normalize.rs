@@ -10,6 +10,9 @@
 //! * secrets become `<secret>`; clocks, pids, uptimes and the runner's
 //!   version become `<time>`, `<pid>`, `<uptime>` and `<version>`;
 //! * sandbox paths become their placeholder (`<root>`, `<home>`, `<sandbox>`);
+//! * a text longer than [`LONG_TEXT`] bytes (a large diff, a large worker
+//!   event) becomes `<N bytes, fnv1a XXXXXXXXXXXXXXXX>`: its length and a
+//!   hash, so a change still shows without the text filling the snapshot;
 //! * periodic and streamed events (`runner_heartbeat`, `terminal_data`) are
 //!   left out: how many arrive, how output is cut into events and how it
 //!   interleaves with other events is a matter of timing (scenarios check
@@ -36,6 +39,18 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
+
+/// Texts longer than this (in bytes, after normalization) are written as
+/// their length and hash.
+pub const LONG_TEXT: usize = 4096;
+
+/// The 64-bit FNV-1a hash: small, and the same on every platform and
+/// release (unlike the standard library's hashers).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// Which way an entry went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,7 +192,14 @@ impl Normalizer {
         match value {
             Value::String(s) => match kind {
                 Some(kind) => Value::String(self.id(kind, s)),
-                None => Value::String(self.text(s)),
+                None => {
+                    let text = self.text(s);
+                    Value::String(if text.len() > LONG_TEXT {
+                        format!("<{} bytes, fnv1a {:016x}>", text.len(), fnv1a(&text))
+                    } else {
+                        text
+                    })
+                }
             },
             Value::Array(items) => Value::Array(
                 items
@@ -538,5 +560,24 @@ mod tests {
             Normalizer::new().transcript(&entries, &[]),
             "← terminal_exit {\"exitCode\":0,\"terminalId\":\"<terminal-1>\"}\n"
         );
+    }
+
+    #[test]
+    fn long_texts_become_their_length_and_hash() {
+        let mut n = Normalizer::new();
+        let long = "x".repeat(LONG_TEXT + 1);
+        let out = n.value(&serde_json::json!({"diff": long, "short": "x".repeat(LONG_TEXT)}));
+        assert_eq!(
+            out["diff"],
+            serde_json::json!(format!(
+                "<{} bytes, fnv1a {:016x}>",
+                LONG_TEXT + 1,
+                fnv1a(&long)
+            ))
+        );
+        assert_eq!(out["short"], serde_json::json!("x".repeat(LONG_TEXT)));
+        assert_ne!(fnv1a("a"), fnv1a("b"));
+        // The published FNV-1a test vector.
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

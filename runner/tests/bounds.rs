@@ -6,14 +6,13 @@
 
 mod fixture;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use fixture::{KEY, WAIT, relay};
-use mock_relay::{RecordDirection, RelayHandle};
+use fixture::{RunnerProcess, WAIT, registered, relay};
+use mock_relay::RecordDirection;
 use runner_protocol::{
     GetUsage, KillSession, NewSession, NewTerminal, Ping, ServerEvent, TerminalInput,
 };
@@ -22,83 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 const MIB: u64 = 1024 * 1024;
-
-/// The runner binary as a child process, killed on drop.
-struct RunnerProcess {
-    child: tokio::process::Child,
-    pid: u32,
-    _home: tempfile::TempDir,
-    root: PathBuf,
-    log: PathBuf,
-}
-
-impl RunnerProcess {
-    fn start(relay_url: &str, extra: &[(&str, String)]) -> RunnerProcess {
-        let home = tempfile::tempdir().unwrap();
-        let base = home.path().canonicalize().unwrap();
-        let root = base.join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        let log = base.join("runner.log");
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pizzapi-runner"));
-        cmd.env_clear()
-            .env(
-                "PATH",
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &base)
-            .env("RUST_LOG", "warn")
-            .env("PIZZAPI_RELAY_URL", relay_url)
-            .env("PIZZAPI_API_KEY", KEY)
-            .env("PIZZAPI_WORKSPACE_ROOTS", &root)
-            .env("PIZZAPI_HEARTBEAT_INTERVAL_MS", "60000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("starting pizzapi-runner");
-        let pid = child.id().unwrap();
-        RunnerProcess {
-            child,
-            pid,
-            _home: home,
-            root,
-            log,
-        }
-    }
-
-    /// Resident set size in bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .unwrap_or_else(|e| panic!("runner gone ({e}); log:\n{}", self.log_text()));
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for RunnerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn registered(relay: &RelayHandle, runner: &RunnerProcess) -> String {
-    relay
-        .wait_for_runner(WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("registration: {e}; log:\n{}", runner.log_text()))
-        .runner_id
-}
 
 /// Samples the RSS every 50 ms for `time` and returns the highest value.
 async fn peak_rss(runner: &RunnerProcess, time: Duration) -> u64 {
