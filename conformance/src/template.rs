@@ -118,6 +118,29 @@ pub struct Mismatch {
     pub got: String,
 }
 
+/// Texts longer than this are cut in [`shown`].
+const SHOWN_TEXT: usize = 200;
+
+/// `value` as compact JSON for a failure message, with every string longer
+/// than 200 characters cut to its start and its length (a 1 MiB file
+/// content must not become a 1 MiB message).
+pub fn shown(value: &Value) -> String {
+    fn cut(value: &Value) -> Value {
+        match value {
+            Value::String(s) if s.chars().count() > SHOWN_TEXT => {
+                let start: String = s.chars().take(SHOWN_TEXT).collect();
+                Value::String(format!("{start}… ({} bytes)", s.len()))
+            }
+            Value::Array(items) => Value::Array(items.iter().map(cut).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), cut(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    cut(value).to_string()
+}
+
 /// Whether `actual` contains `expected`: objects match when every expected
 /// key matches (extra keys are fine), arrays when they have the same length
 /// and match element-wise, anything else when equal.
@@ -146,7 +169,7 @@ fn subset_at(expected: &Value, actual: &Value, path: &str) -> Result<(), Mismatc
                     None => {
                         return Err(Mismatch {
                             path: sub,
-                            expected: w.to_string(),
+                            expected: shown(w),
                             got: "(absent)".to_owned(),
                         });
                     }
@@ -163,8 +186,8 @@ fn subset_at(expected: &Value, actual: &Value, path: &str) -> Result<(), Mismatc
         (w, h) if w == h => Ok(()),
         (w, h) => Err(Mismatch {
             path: here(),
-            expected: w.to_string(),
-            got: h.to_string(),
+            expected: shown(w),
+            got: shown(h),
         }),
     }
 }
@@ -263,5 +286,17 @@ mod tests {
         assert_eq!(field(&v, "skills.0.name").as_deref(), Some("a"));
         assert_eq!(field(&v, "n").as_deref(), Some("3"));
         assert_eq!(field(&v, "skills.1.name"), None);
+    }
+
+    #[test]
+    fn failure_messages_cut_long_texts() {
+        let long = "x".repeat(1000);
+        let text = shown(&serde_json::json!({"content": long, "ok": true}));
+        assert!(text.len() < 300, "{text}");
+        assert!(text.contains("… (1000 bytes)"), "{text}");
+        assert_eq!(
+            shown(&serde_json::json!({"a": "short"})),
+            r#"{"a":"short"}"#
+        );
     }
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{Invalid, one};
 use crate::driver::{DEFAULT_EXPECT, Run, RunnerError, poll};
 use crate::scenario::CONNECTION_EVENTS;
-use crate::template::{Mismatch, UnknownPlaceholder, field, subset};
+use crate::template::{Mismatch, UnknownPlaceholder, field, shown, subset};
 
 /// Send an event to the runner. A typed emit (the default) must decode as
 /// a [`ServerEvent`]; a raw one is sent as written.
@@ -174,7 +174,7 @@ pub enum WireError {
         tail: String,
     },
     /// An event that must not arrive arrived.
-    #[error("expected no {event} matching {want}, got {payload}")]
+    #[error("expected no {event} matching {want}, got {}", shown(payload))]
     Unexpected {
         /// The event name.
         event: String,
@@ -215,7 +215,7 @@ pub enum Closest {
 impl std::fmt::Display for Closest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Closest::Got { payload, mismatch } => write!(f, "got {payload} ({mismatch})"),
+            Closest::Got { payload, mismatch } => write!(f, "got {} ({mismatch})", shown(payload)),
             Closest::NoneArrived { event } => write!(f, "no {event} arrived"),
             Closest::AllTaken => {
                 f.write_str("every matching event was already taken by an earlier expect")
