@@ -150,6 +150,7 @@ async fn a_worker_flooding_stdout_is_slowed_by_a_stalled_relay_not_buffered() {
     let worker = shell_words::join(["/bin/sh", "-c", &format!("exec yes '{line}'")]);
     let runner = RunnerProcess::start(&url, &[("PIZZAPI_WORKER_CMD", worker)]);
     let id = registered(&relay, &runner).await;
+    let idle = runner.rss();
     let mark = relay.mark();
     relay
         .send(
@@ -207,6 +208,11 @@ async fn a_worker_flooding_stdout_is_slowed_by_a_stalled_relay_not_buffered() {
         )
         .await
         .unwrap_or_else(|e| panic!("session_killed: {e}; log:\n{}", runner.log_text()));
+    // Once the flood is over the memory is given back: the runner is near
+    // its idle size again, not holding what the flood made it allocate.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = runner.rss();
+    assert_flat("after the flood", idle, after, 16 * MIB);
 }
 
 fn deaf_shell(root: &Path) -> String {
