@@ -35,7 +35,10 @@
 //!   The drivers are listed by a `git config` run just before; a process
 //!   that can rewrite the repository's configuration between that run and
 //!   the next could add a driver in between. Git offers no switch that
-//!   disables every filter at once.
+//!   disables every filter at once. Such a process needs write access to
+//!   the `.git` directory at that moment: one of the runner's own user
+//!   (a worker) can run anything already, so only another user with write
+//!   access to the repository gains from it (README, Security).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
