@@ -21,35 +21,21 @@ use nix::sys::signal::Signal;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use runner_protocol::{ServerEvent, names};
 use runner_support::js_relay::{JsRelay, KEY};
 use runner_support::{RunnerProcess, command};
 use serde_json::json;
 
-/// Commands of the `/runner` namespace, as the relay sends them.
-const EVENTS: &[&str] = &[
-    "new_session",
-    "kill_session",
-    "list_sessions",
-    "ping",
-    "list_skills",
-    "create_skill",
-    "update_skill",
-    "delete_skill",
-    "get_skill",
-    "list_files",
-    "read_file",
-    "git_status",
-    "git_diff",
-    "new_terminal",
-    "terminal_input",
-    "terminal_resize",
-    "kill_terminal",
-    "list_terminals",
-    "get_usage",
-    "runner_registered",
-    "error",
-    "no_such_event",
-];
+/// Every event the relay sends (but `restart`, which ends the runner by
+/// design), and one no runner knows.
+fn events() -> Vec<&'static str> {
+    ServerEvent::NAMES
+        .iter()
+        .copied()
+        .filter(|name| *name != names::RESTART)
+        .chain(["no_such_event"])
+        .collect()
+}
 
 /// Strings that have broken parsers before: control characters, NUL, lone
 /// surrogates (as JSON escapes), paths, long runs.
@@ -120,7 +106,7 @@ fn json_text() -> impl Strategy<Value = String> {
 
 /// The data part of an event packet: well-formed, cut short, or not JSON.
 fn packet_data() -> impl Strategy<Value = String> {
-    let event = proptest::sample::select(EVENTS);
+    let event = proptest::sample::select(events());
     prop_oneof![
         4 => (event.clone(), json_text()).prop_map(|(e, p)| format!("[\"{e}\",{p}]")),
         1 => (event.clone(), json_text(), 0usize..40).prop_map(|(e, p, cut)| {
@@ -212,9 +198,16 @@ async fn run_case(relay: &mut JsRelay, frames: &[String], drop_after: bool) -> R
     }
     // The probe: answered, or (when a frame cost the connection and the
     // probe went to the closing socket) sent again once the runner has
-    // registered on its new one.
+    // registered on its new one. The runner's reconnect delay grows with
+    // each lost connection (up to 30 s), so a case that cost several waits
+    // that long; a probe lost while the connection stayed up is a failure.
+    let disconnects = |relay: &JsRelay| relay.count(|v| v["type"] == "disconnect");
     let mut answered = false;
-    for attempt in 0..5 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut attempt = 0;
+    while !answered && tokio::time::Instant::now() < deadline {
+        attempt += 1;
+        let before = disconnects(relay);
         let nonce = format!("probe-{attempt}");
         relay
             .command(json!({"cmd": "send", "runnerId": id, "event": "get_usage", "payload": {"requestId": nonce}}))
@@ -228,12 +221,22 @@ async fn run_case(relay: &mut JsRelay, frames: &[String], drop_after: bool) -> R
         )
         .await;
         match seen {
-            Ok(v) if v["event"] == "usage_data" => {
-                answered = true;
-                break;
+            Ok(v) if v["event"] == "usage_data" => answered = true,
+            Ok(_) => {}
+            Err(_) if disconnects(relay) > before => {
+                // Still reconnecting: wait for the registration, then probe again.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(40),
+                    relay.expect(|v| v["event"] == "register_runner"),
+                )
+                .await;
             }
-            Ok(_) => continue,
-            Err(_) => break,
+            Err(_) => {
+                return Err(format!(
+                    "get_usage unanswered on a connection that stayed up\nrunner log:\n{}",
+                    proc.log_text()
+                ));
+            }
         }
     }
     let log = proc.log_text();
