@@ -6,7 +6,8 @@
 //! * [`faults`] — what the relay does wrong on purpose: `kick`, `refuse`,
 //!   `restart_relay`, `delay`, `drop`;
 //! * [`process`] — the runner and worker processes: `start_runner`,
-//!   `expect_exit`, `signal`, `check_process`, `read_worker`;
+//!   `expect_exit`, `signal`, `check_process`, `read_worker`,
+//!   `save_memory`, `check_memory`;
 //! * [`files`] — the sandbox's files: `check_fs`, `write_fs`, `read_json`;
 //! * [`variables`] — placeholders: `check_var`.
 //!
@@ -70,6 +71,10 @@ pub enum Step {
     CheckVar(variables::CheckVar),
     /// See [`process::CheckProcess`].
     CheckProcess(process::CheckProcess),
+    /// See [`process::SaveMemory`].
+    SaveMemory(process::SaveMemory),
+    /// See [`process::CheckMemory`].
+    CheckMemory(process::CheckMemory),
 }
 
 /// A step that cannot run as written: which of its fields and why.
@@ -100,8 +105,8 @@ pub enum StepError {
     /// A `kick` or `restart_relay` step.
     #[error(transparent)]
     Fault(#[from] faults::FaultError),
-    /// A `start_runner`, `expect_exit`, `signal`, `check_process` or
-    /// `read_worker` step.
+    /// A `start_runner`, `expect_exit`, `signal`, `check_process`,
+    /// `read_worker`, `save_memory` or `check_memory` step.
     #[error(transparent)]
     Process(#[from] process::ProcessError),
     /// A `check_fs`, `write_fs` or `read_json` step.
@@ -136,7 +141,9 @@ impl Step {
             | Step::ReadJson(_)
             | Step::WriteFs(_)
             | Step::ReadWorker(_)
-            | Step::CheckProcess(_) => Ok(()),
+            | Step::CheckProcess(_)
+            | Step::SaveMemory(_)
+            | Step::CheckMemory(_) => Ok(()),
         }
     }
 
@@ -158,6 +165,8 @@ impl Step {
             Step::StartRunner(step) => step.run(run).await?,
             Step::Signal(step) => step.run(run)?,
             Step::CheckProcess(step) => step.run(run).await?,
+            Step::SaveMemory(step) => step.run(run)?,
+            Step::CheckMemory(step) => step.run(run)?,
             Step::ReadWorker(step) => step.run(run).await?,
             Step::Kick(step) => step.run(run).await?,
             Step::DropConnection(step) => step.run(run)?,

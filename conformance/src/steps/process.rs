@@ -101,6 +101,29 @@ pub struct CheckProcess {
     pub timeout_ms: Option<u64>,
 }
 
+/// Read the runner's peak resident memory so far (`VmHWM` of the latest
+/// runner process, in KiB) into a placeholder, for a later `check_memory`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveMemory {
+    /// The placeholder's name, without braces.
+    #[serde(rename = "as")]
+    pub name: String,
+}
+
+/// Require the runner's peak resident memory (`VmHWM`) to be at most
+/// `max_growth_mib` above what a `save_memory` step read: whatever happened
+/// in between (a flood) never made the runner that much larger, even for a
+/// moment.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckMemory {
+    /// The placeholder a `save_memory` step filled.
+    pub since: String,
+    /// The growth allowed, in MiB.
+    pub max_growth_mib: u64,
+}
+
 /// Why a process step did not hold.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -132,6 +155,28 @@ pub enum ProcessError {
     /// The signal could not be sent.
     #[error("signal: {0}")]
     Signal(nix::Error),
+    /// The runner's memory could not be read.
+    #[error("cannot read the memory of runner process {pid}: {reason}")]
+    Memory {
+        /// The process.
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The runner grew more than allowed.
+    #[error(
+        "the runner's peak resident memory grew by {grown_kib} KiB (from {before_kib} to {now_kib} KiB), more than {allowed_mib} MiB"
+    )]
+    Grew {
+        /// What `save_memory` read.
+        before_kib: u64,
+        /// What it is now.
+        now_kib: u64,
+        /// The difference.
+        grown_kib: u64,
+        /// The allowed growth.
+        allowed_mib: u64,
+    },
     /// The `pid` field, filled in, is not a number.
     #[error("{0:?} is not a pid")]
     NotAPid(String),
@@ -263,6 +308,61 @@ impl ReadWorker {
                 run.vars
                     .set(format!("worker_env_{k}"), v.as_str().unwrap_or_default());
             }
+        }
+        Ok(())
+    }
+}
+
+/// `VmHWM` (peak resident set size) of the latest runner process, in KiB.
+fn runner_peak_kib(run: &mut Run) -> Result<u64, ProcessError> {
+    let child = run.latest()?;
+    let pid = child.id().ok_or(ProcessError::Memory {
+        pid: 0,
+        reason: "the runner has exited".to_owned(),
+    })?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| {
+        ProcessError::Memory {
+            pid,
+            reason: e.to_string(),
+        }
+    })?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| ProcessError::Memory {
+            pid,
+            reason: "no VmHWM line in /proc/<pid>/status".to_owned(),
+        })
+}
+
+impl SaveMemory {
+    pub(crate) fn run(&self, run: &mut Run) -> Result<(), ProcessError> {
+        let kib = runner_peak_kib(run)?;
+        run.vars.set(self.name.clone(), kib.to_string());
+        Ok(())
+    }
+}
+
+impl CheckMemory {
+    pub(crate) fn run(&self, run: &mut Run) -> Result<(), ProcessError> {
+        let text = run.vars.fill(&format!("{{{}}}", self.since))?;
+        let before_kib: u64 = text.parse().map_err(|_| ProcessError::Memory {
+            pid: 0,
+            reason: format!(
+                "{{{}}} is {text:?}, not a size saved by save_memory",
+                self.since
+            ),
+        })?;
+        let now_kib = runner_peak_kib(run)?;
+        let grown_kib = now_kib.saturating_sub(before_kib);
+        if grown_kib > self.max_growth_mib * 1024 {
+            return Err(ProcessError::Grew {
+                before_kib,
+                now_kib,
+                grown_kib,
+                allowed_mib: self.max_growth_mib,
+            });
         }
         Ok(())
     }
