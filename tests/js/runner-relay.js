@@ -20,8 +20,9 @@
 //   {"type":"disconnect","sid","runnerId","reason"}, {"type":"restarted","port"}.
 // In (stdin): {"cmd":"send","runnerId","event","payload"},
 //   {"cmd":"sendBinary","runnerId","event","text"}  (the payload as a Buffer),
-//   {"cmd":"raw","runnerId","text"}  (one Engine.IO message holding `text` as
-//   it is: a Socket.IO packet of any shape, well-formed or not),
+//   {"cmd":"raw","runnerId","text","binary"?:bool}  (one Engine.IO message
+//   holding `text` as it is: a Socket.IO packet of any shape, well-formed or
+//   not; with binary, its bytes as a binary frame, such as an attachment),
 //   {"cmd":"kick","runnerId","close":bool,"error"?:string}  (close: disconnect(true)),
 //   {"cmd":"drop","runnerId"}, {"cmd":"refuse","count","message"?}  (the next
 //   `count` handshakes fail with `message`, before the key is checked),
@@ -112,7 +113,7 @@ function command(cmd) {
     }
     case "raw": {
       const socket = sockets.get(cmd.runnerId);
-      if (socket) socket.conn.write(cmd.text);
+      if (socket) socket.conn.write(cmd.binary ? Buffer.from(cmd.text) : cmd.text);
       break;
     }
     case "kick": {

@@ -141,16 +141,14 @@ impl Socket {
                 // TODO: This is not nice! Find a different way to peek the next element while mapping the stream
                 // PATCHED (see vendor/README.md): the stream may end while
                 // attachments are awaited (this was `.unwrap()`, a panic in
-                // the reader), and only a binary message is an attachment (a
-                // text message here is the next packet, which was swallowed;
-                // socket.io's own parser calls it an error too).
+                // the reader).
                 let Some(next) = client.next().await else {
                     return Err(Error::IncompletePacket());
                 };
                 match next {
                     Err(err) => return Err(err.into()),
                     Ok(packet) => match packet.packet_id {
-                        EnginePacketId::MessageBinary => {
+                        EnginePacketId::MessageBinary | EnginePacketId::Message => {
                             attachments.push(packet.data);
                             attachments_left -= 1;
                         }
