@@ -9,7 +9,8 @@ use crate::template::UnknownPlaceholder;
 
 /// Check a placeholder's value, e.g. `worker_env_PIZZAPI_SESSION_ID` after
 /// `read_worker`: exactly one of `equals` (placeholders allowed), `matches`
-/// (a regular expression the whole value must match) or `absent = true`.
+/// (a regular expression the whole value must match), `absent = true` or
+/// `cleared = true`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckVar {
@@ -23,6 +24,11 @@ pub struct CheckVar {
     /// It must have no value.
     #[serde(default)]
     pub absent: bool,
+    /// It must have no value or one that means none: `0`, an empty string,
+    /// `null` or `false` (a field "cleared" in a JSON file, which a runner
+    /// may remove or blank).
+    #[serde(default)]
+    pub cleared: bool,
 }
 
 /// Why a `check_var` step did not hold.
@@ -60,6 +66,14 @@ pub enum VarError {
         /// Its value.
         value: String,
     },
+    /// The value is not one that means none.
+    #[error("{{{name}}} should be cleared (absent, 0, \"\", null or false), but is {value:?}")]
+    NotCleared {
+        /// The placeholder.
+        name: String,
+        /// Its value.
+        value: String,
+    },
     /// The value is not the expected one.
     #[error("{{{name}}}: expected {expected:?}, found {value:?}")]
     NotEqual {
@@ -84,11 +98,12 @@ impl CheckVar {
     pub(crate) fn check(&self) -> Result<(), Invalid> {
         let given = usize::from(self.equals.is_some())
             + usize::from(self.matches.is_some())
-            + usize::from(self.absent);
+            + usize::from(self.absent)
+            + usize::from(self.cleared);
         if given != 1 {
             return Err(Invalid::new(
                 "equals",
-                "give exactly one of `equals`, `matches` or `absent = true`",
+                "give exactly one of `equals`, `matches`, `absent = true` or `cleared = true`",
             ));
         }
         if let Some(pattern) = &self.matches {
@@ -119,6 +134,15 @@ impl CheckVar {
                         pattern: pattern.clone(),
                     });
                 }
+            }
+        } else if self.cleared {
+            if let Some(value) =
+                actual.filter(|v| !matches!(v.as_str(), "" | "0" | "null" | "false"))
+            {
+                return Err(VarError::NotCleared {
+                    name: name.clone(),
+                    value,
+                });
             }
         } else if self.absent {
             if let Some(value) = actual {
