@@ -19,14 +19,31 @@ fn installed_copy(dir: &Path) -> PathBuf {
 
 /// Runs the copy with `args`, in `dir`, with only `PATH` and `HOME` set.
 fn run(copy: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(copy)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir)
-        .output()
-        .unwrap()
+    output(
+        Command::new(copy)
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", dir),
+    )
+}
+
+/// Runs `cmd` to its end. A program just written can be "busy" (`ETXTBSY`)
+/// for a moment: a child that another test thread forks meanwhile holds the
+/// copy's write descriptor until it executes. Such a start is tried again,
+/// 50 times at most.
+fn output(cmd: &mut Command) -> Output {
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -102,15 +119,15 @@ fn the_worker_subcommand_is_the_fixture_worker() {
     let copy = installed_copy(dir.path());
     let records = dir.path().join("records");
     std::fs::create_dir(&records).unwrap();
-    let out = Command::new(&copy)
-        .arg("worker")
-        .env_clear()
-        .env("FIXTURE_RECORD_DIR", &records)
-        .env("PIZZAPI_SESSION_ID", "s1")
-        .env("FIXTURE_EVENTS", r#"[{"type":"hello"}]"#)
-        .env("FIXTURE_EXIT_CODE", "3")
-        .output()
-        .unwrap();
+    let out = output(
+        Command::new(&copy)
+            .arg("worker")
+            .env_clear()
+            .env("FIXTURE_RECORD_DIR", &records)
+            .env("PIZZAPI_SESSION_ID", "s1")
+            .env("FIXTURE_EVENTS", r#"[{"type":"hello"}]"#)
+            .env("FIXTURE_EXIT_CODE", "3"),
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
